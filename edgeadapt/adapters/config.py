@@ -1,0 +1,41 @@
+"""What a gated-adapter model is made of; saved beside the checkpoint so the model can be rebuilt."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+GATE_SCOPES = ("block", "adapter")
+
+
+@dataclass
+class GatedAdapterConfig:
+    """Choices fixed at training time.
+
+    ``gate_scope='block'``: a closed gate skips the frozen block and only the adapter runs in its place.
+    ``gate_scope='adapter'``: the frozen block always runs; the gate decides whether the adapter runs.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    num_classes: int = 2
+    labels: list[str] = field(default_factory=list)
+    image_size: int = 160
+    gate_scope: str = "block"
+    budget: float = 0.5
+    adapter_reduction: int = 4
+    gated_blocks: list[int] = field(default_factory=list)  # filled by the surgery: backbone block indices
+
+    def __post_init__(self) -> None:
+        if self.gate_scope not in GATE_SCOPES:
+            raise ValueError(f"gate scope must be one of {', '.join(GATE_SCOPES)}, not {self.gate_scope!r}")
+        if not 0.0 < self.budget <= 1.0:
+            raise ValueError(f"budget must be in (0, 1], not {self.budget}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GatedAdapterConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        return cls(**data)

@@ -1,0 +1,93 @@
+"""The layer: one frozen block wrapped with a bottleneck adapter and an input-dependent gate."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class BottleneckAdapter(nn.Module):
+    """1x1 down, 3x3 depthwise, 1x1 up; the up projection starts at zero so training starts from the backbone."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.down = nn.Conv2d(channels, hidden, 1)
+        self.mix = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
+        self.up = nn.Conv2d(hidden, channels, 1)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(F.relu6(self.mix(F.relu6(self.down(x)))))
+
+
+class Gate(nn.Module):
+    """Pooled block input -> one linear unit -> one logit per sample (open when logit > threshold)."""
+
+    def __init__(self, channels: int, init_bias: float = 2.0):
+        super().__init__()
+        self.proj = nn.Linear(channels, 1)
+        nn.init.normal_(self.proj.weight, std=0.01)
+        nn.init.constant_(self.proj.bias, init_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x.mean(dim=(2, 3)))[:, 0]
+
+
+def sample_gate(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Straight-through Gumbel-sigmoid: a hard 0/1 forward, the relaxed gradient backward."""
+    u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+    noisy = (logits + torch.log(u) - torch.log1p(-u)) / temperature
+    soft = torch.sigmoid(noisy)
+    hard = (noisy > 0).to(logits.dtype)
+    return hard + soft - soft.detach()
+
+
+class GatedBlock(nn.Module):
+    """Wraps a frozen residual block; in eval mode a closed gate skips the gated path with ``torch.cond``.
+
+    ``torch.cond`` becomes one ONNX ``If`` node at export. Its condition is one boolean per batch, so the
+    expensive branch runs when any sample needs it and picks per sample inside: a sample's result
+    never depends on the rest of its batch.
+    """
+
+    def __init__(self, block: nn.Module, channels: int, scope: str, reduction: int = 4):
+        super().__init__()
+        self.block = block
+        self.scope = scope
+        self.adapter = BottleneckAdapter(channels, reduction)
+        self.gate = Gate(channels)
+        self.temperature = 1.0
+
+    def forward(self, x: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the block output and the per-sample gate value (0/1; relaxed while training)."""
+        logit = self.gate(x)
+        if self.training:
+            g = sample_gate(logit - threshold, self.temperature)
+            return self._mix(x, g), torch.sigmoid(logit - threshold)
+        is_open = logit > threshold
+        o4 = is_open[:, None, None, None]
+        if self.scope == "block":
+            def run(x: torch.Tensor) -> torch.Tensor:
+                return torch.where(o4, self.block(x), x)
+
+            out = torch.cond(is_open.any(), run, _keep, (x,))
+            return out + self.adapter(x), is_open.to(x.dtype)
+
+        def run_adapter(base: torch.Tensor) -> torch.Tensor:
+            return base + torch.where(o4, self.adapter(x), torch.zeros_like(base))
+
+        out = torch.cond(is_open.any(), run_adapter, _keep, (self.block(x),))
+        return out, is_open.to(x.dtype)
+
+    def _mix(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Training path: both branches computed, weighted by the straight-through gate."""
+        g4 = g[:, None, None, None]
+        if self.scope == "block":
+            return g4 * self.block(x) + (1 - g4) * x + self.adapter(x)
+        return self.block(x) + g4 * self.adapter(x)
+
+
+def _keep(x: torch.Tensor) -> torch.Tensor:
+    return x.clone()

@@ -1,0 +1,175 @@
+"""The ``edgeadapt`` command. Training and export import torch lazily, so run and bench work without it."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+EXIT_ERROR = 1  # bad input or state; click uses 2 for usage mistakes
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _need_training_extra() -> None:
+    """One clear line when the workstation extra is not installed."""
+    try:
+        import onnx  # noqa: F401
+        import safetensors  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"this command needs the training extra ({exc.name} is missing): "
+                        "pip install 'edgeadapt[train]'") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeadapt")
+def cli() -> None:
+    """Adapt a frozen pretrained model with sparse gated adapters, export it, run and benchmark it on devices."""
+
+
+@cli.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Image folder: one sub-folder per class.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
+@click.option("--budget", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
+              help="Target fraction of gated compute that runs.")
+@click.option("--gate-scope", default="block", show_default=True, type=click.Choice(["block", "adapter"]),
+              help="block: a closed gate skips the frozen block; adapter: it skips only the adapter.")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
+@click.option("--lr", default=1e-2, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Held-out fraction.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Replace an existing run folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+def train(data_dir, out_dir, budget, gate_scope, epochs, image_size, lr, holdout, seed, force, as_json) -> None:
+    """Train gated adapters on an image folder; writes RUN_DIR with weights and metrics.json."""
+    _need_training_extra()
+    from .adapters import GatedAdapterConfig
+    from .train import TrainOptions, run_training
+
+    config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget)
+    opts = TrainOptions(epochs=epochs, lr=lr, seed=seed)
+    metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
+                           progress_bar=_progressbar)
+    _report_metrics(metrics, out_dir, as_json)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
+def export(run_dir, out_dir, force) -> None:
+    """Export RUN_DIR to an ONNX bundle (one If per gate), checked against PyTorch."""
+    _need_training_extra()
+    from .export.bundle import export_run
+
+    manifest = export_run(run_dir, out_dir, force=force, log=_log)
+    click.echo(f"wrote {out_dir}: {len(manifest['gates'])} gates, opset {manifest['opset']}, "
+               f"parity {max(manifest['parity_max_abs_diff'].values()):.1e}")
+
+
+@cli.command()
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--threads", type=click.IntRange(1, 256), default=None)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
+def run(bundle_dir, inputs, threads, as_json) -> None:
+    """Classify image files with a bundle; prints label, score and the gates that fired."""
+    from .runtime import Runtime
+
+    rt = Runtime(bundle_dir, threads=threads)
+    for path, pred in zip(inputs, rt.predict_files(list(inputs))):
+        if as_json:
+            click.echo(json.dumps({"input": str(path), **pred.to_dict()}))
+        else:
+            fired = [k for k, v in pred.gates.items() if v]
+            click.echo(f"{path}\t{pred.label}\t{pred.score:.3f}\tgates open {len(fired)}/{len(pred.gates)}: "
+                       f"{','.join(fired) or '-'}")
+
+
+@cli.command()
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="Benchmark on these images instead of the held-out samples in the bundle.")
+@click.option("--runs", default=300, show_default=True, type=click.IntRange(1, 10**7), help="Measured inferences.")
+@click.option("--warmup", default=20, show_default=True, type=click.IntRange(0, 10**6))
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="onnxruntime intra-op threads.")
+@click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurement.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the result as JSON to this file ('-' for stdout).")
+def bench(bundle_dir, data_dir, runs, warmup, threads, no_cold_start, json_out) -> None:
+    """Single-stream latency, throughput, memory, gate rates and saving against every gate open."""
+    from .runtime.bench import format_table, run_bench, write_result
+
+    with contextlib.ExitStack() as stack:
+        bars = []
+
+        def progress(n: int) -> None:
+            # opened on the first measured run, so a bad bundle or --data fails with one stderr line
+            if not bars:
+                bars.append(stack.enter_context(_progressbar(length=runs, label="benchmarking")))
+            bars[0].update(n)
+
+        result = run_bench(bundle_dir, data_dir, runs=runs, warmup=warmup, threads=threads,
+                           measure_cold_start=not no_cold_start, progress=progress)
+    if json_out and str(json_out) == "-":
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(format_table(result))
+    if json_out:
+        write_result(json_out, result)
+
+
+@cli.command()
+@click.option("--out", "out_dir", default=Path("demo-out"), show_default=True, type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the run and bundle inside --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def demo(out_dir, force, as_json) -> None:
+    """Generate the embedded inspection data set, then train, export and benchmark on it."""
+    _need_training_extra()
+    from .demo import run_demo
+
+    summary = run_demo(out_dir, force=force, log=_log, progress_bar=_progressbar)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+
+
+def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
+        return
+    click.echo(f"held-out accuracy {metrics['heldout_accuracy']:.3f} with gates as deployed, "
+               f"{metrics['heldout_accuracy_all_open']:.3f} with every gate open, "
+               f"linear probe {metrics['linear_probe_accuracy']:.3f}")
+    click.echo(f"gated compute that runs {metrics['compute_fraction']:.2f}; MACs saved {metrics['mac_saving']:.1%}; "
+               f"wrote {out_dir}")
+
+
+def _progressbar(**kwargs):
+    return click.progressbar(file=sys.stderr, show_pos=True, **kwargs)
+
+
+def main() -> None:
+    """Console entry: user errors become one line on stderr and exit status 1, never a traceback."""
+    try:
+        status = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -1,0 +1,71 @@
+"""A training run's folder: config, trainable weights (safetensors), metrics and held-out samples."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+CONFIG = "config.json"
+WEIGHTS = "adapters.safetensors"
+METRICS = "metrics.json"
+HOLDOUT = "holdout.npz"
+
+
+@dataclass
+class RunDir:
+    """Paths of a run folder; ``load_*`` methods fail with one clear line when a file is missing or bad."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def check(self) -> None:
+        """A run folder must hold what ``edgeadapt train`` writes."""
+        if not self.root.is_dir():
+            raise UserError(f"run folder {self.root} does not exist; create it with 'edgeadapt train'")
+        missing = [n for n in (CONFIG, WEIGHTS, METRICS, HOLDOUT) if not self.path(n).exists()]
+        if missing:
+            raise UserError(f"run folder {self.root} is missing {', '.join(missing)}; re-run 'edgeadapt train'")
+
+    def load_json(self, name: str) -> dict:
+        try:
+            return json.loads(self.path(name).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{self.path(name)} is unreadable ({exc.__class__.__name__}); re-run 'edgeadapt train'") from None
+
+    def load_holdout(self) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            with np.load(self.path(HOLDOUT), allow_pickle=False) as data:
+                return data["images"], data["targets"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise UserError(f"{self.path(HOLDOUT)} is unreadable ({exc.__class__.__name__}); re-run 'edgeadapt train'") from None
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write an npz through a temporary name (np.savez appends .npz, so name it explicitly)."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON through a temporary name so a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def prepare_output(path: Path, force: bool, what: str) -> None:
+    """Refuse to overwrite a non-empty folder unless ``--force``."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} exists and is not a folder; choose another --out")
+    if path.exists() and any(path.iterdir()) and not force:
+        raise UserError(f"{what} folder {path} already exists and is not empty; pass --force to replace it")

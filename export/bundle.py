@@ -1,0 +1,93 @@
+"""``edgeadapt export``: run folder -> bundle folder (model.onnx, manifest.json, samples.npz)."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..checkpoint import load_trained_model
+from ..errors import UserError
+from ..rundir import METRICS, RunDir, prepare_output, save_npz, write_json
+from ..runtime.bundle import FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
+from ..runtime.preprocess import normalize
+from .onnx_graph import INPUT, OPSET, OUTPUTS, THRESHOLDS, count_if_nodes, export_onnx
+from .parity import check_parity
+
+MAX_SAMPLES = 64      # held-out images carried in the bundle for benchmarking
+PARITY_SAMPLES = 8
+
+
+def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Export, check parity, write the bundle through a temporary folder; returns the manifest."""
+    out_dir = Path(out_dir)
+    prepare_output(out_dir, force, "bundle")
+    model, meta = load_trained_model(run_dir)
+    run = RunDir(Path(run_dir))
+    metrics = run.load_json(METRICS)
+    images, targets = run.load_holdout()
+    config = model.config
+    norm = meta["normalization"]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        log("exporting to ONNX (one If per gate)...")
+        started = time.perf_counter()
+        proto = export_onnx(model, tmp / MODEL, config.image_size)
+        n_if = count_if_nodes(proto)
+        if n_if != len(model.gate_names):
+            raise UserError(f"export produced {n_if} If nodes for {len(model.gate_names)} gates")
+        x = normalize(images[:PARITY_SAMPLES], norm["mean"], norm["std"])
+        parity = check_parity(model, str(tmp / MODEL), x)
+        log(f"parity with PyTorch: max |logit diff| {max(parity.values()):.1e} over "
+            f"{', '.join(parity)} ({time.perf_counter() - started:.0f}s)")
+        keep = _spread(targets, MAX_SAMPLES)
+        save_npz(tmp / SAMPLES, images=images[keep], targets=targets[keep])
+        costs = meta["costs"]
+        scope_costs = costs["block_macs"] if config.gate_scope == "block" else costs["adapter_macs"]
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "backbone": config.backbone,
+            "gate_scope": config.gate_scope,
+            "budget": config.budget,
+            "labels": config.labels,
+            "input": {"name": INPUT, "shape": ["N", 3, config.image_size, config.image_size],
+                      "image_size": config.image_size, "layout": "NCHW", "color": "RGB",
+                      "resize": "bilinear to image_size x image_size", "scale": 1 / 255,
+                      "mean": norm["mean"], "std": norm["std"], "dtype": "float32"},
+            "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1]},
+            "gate_thresholds_input": THRESHOLDS,
+            "gates": [{"name": name, "block": block, "threshold": float(t), "macs": int(c),
+                       "heldout_rate": float(metrics["gate_rates"][name])}
+                      for name, block, t, c in zip(model.gate_names, config.gated_blocks,
+                                                   model.thresholds.tolist(), scope_costs)],
+            "total_macs_all_open": costs["total_macs"],
+            "opset": OPSET,
+            "parity_max_abs_diff": parity,
+            "metrics": {k: metrics[k] for k in ("heldout_accuracy", "heldout_accuracy_all_open",
+                                                 "linear_probe_accuracy", "compute_fraction", "mac_saving")},
+            "files": {MODEL: sha256_file(tmp / MODEL), SAMPLES: sha256_file(tmp / SAMPLES)},
+        }
+        write_json(tmp / MANIFEST, manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.replace(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _spread(targets: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` indices taking classes in turn, so the bundle's samples cover every class."""
+    by_class = [list(np.flatnonzero(targets == c)) for c in np.unique(targets)]
+    out: list[int] = []
+    while len(out) < n and any(by_class):
+        for idx in by_class:
+            if idx and len(out) < n:
+                out.append(idx.pop(0))
+    return np.sort(np.asarray(out, dtype=np.int64))

@@ -1,0 +1,54 @@
+"""Torch -> ONNX: each gate's ``torch.cond`` becomes one ``If`` node; thresholds become an overridable input."""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from onnx import numpy_helper
+
+from ..adapters import GatedAdapterModel
+from ..errors import UserError
+
+INPUT = "input"
+THRESHOLDS = "gate_thresholds"
+OUTPUTS = ("logits", "gates")
+OPSET = 18
+
+
+def export_onnx(model: GatedAdapterModel, path: Path, image_size: int) -> onnx.ModelProto:
+    """Export with a dynamic batch, then give ``gate_thresholds`` its calibrated values as a default."""
+    model.eval()
+    x = torch.zeros(2, 3, image_size, image_size)
+    thr = model.thresholds.clone()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch").setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(
+                model, (x, thr), dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=[INPUT, THRESHOLDS], output_names=list(OUTPUTS),
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)}, None),
+            )
+        except Exception as exc:  # the exporter raises many internal types
+            raise UserError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from None
+    proto = program.model_proto
+    _set_threshold_default(proto, model.thresholds.numpy())
+    onnx.save(proto, str(path))
+    return proto
+
+
+def _set_threshold_default(proto: onnx.ModelProto, thresholds) -> None:
+    """An initializer named like a graph input is that input's default (ORT lets callers override it)."""
+    graph = proto.graph
+    for init in list(graph.initializer):
+        if init.name == THRESHOLDS:
+            graph.initializer.remove(init)
+    graph.initializer.append(numpy_helper.from_array(thresholds.astype("float32"), THRESHOLDS))
+
+
+def count_if_nodes(proto: onnx.ModelProto) -> int:
+    """``If`` nodes at the top level of the graph (one per gate)."""
+    return sum(1 for n in proto.graph.node if n.op_type == "If")

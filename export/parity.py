@@ -1,0 +1,48 @@
+"""Numerics of the exported graph against PyTorch, with gates forced open, closed, mixed and as deployed."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from ..adapters import GatedAdapterModel
+from ..adapters.model import CLOSE_ALL, OPEN_ALL
+from ..errors import UserError
+from .onnx_graph import INPUT, THRESHOLDS
+
+TOLERANCE = 1e-4
+
+
+def threshold_cases(deployed: np.ndarray) -> dict[str, np.ndarray]:
+    """The gate settings parity is checked under."""
+    n = len(deployed)
+    mixed = np.where(np.arange(n) % 2 == 0, OPEN_ALL, CLOSE_ALL).astype(np.float32)
+    return {
+        "deployed": deployed.astype(np.float32),
+        "all_open": np.full(n, OPEN_ALL, np.float32),
+        "all_closed": np.full(n, CLOSE_ALL, np.float32),
+        "mixed": mixed,
+    }
+
+
+def check_parity(model: GatedAdapterModel, onnx_path: str, x: np.ndarray) -> dict[str, float]:
+    """Max abs logit difference per case; raises if any exceeds the tolerance or gates disagree."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
+    report = {}
+    for name, thr in threshold_cases(model.thresholds.numpy()).items():
+        logits, gates = sess.run(None, {INPUT: x, THRESHOLDS: thr})
+        with torch.no_grad():
+            ref_logits, ref_gates = model(torch.from_numpy(x), torch.from_numpy(thr))
+        diff = float(np.abs(logits - ref_logits.numpy()).max())
+        if not np.array_equal(gates.astype(bool), ref_gates.numpy() > 0.5):
+            raise ParityError(f"gate decisions differ from PyTorch with gates {name}")
+        if diff > TOLERANCE:
+            raise ParityError(f"logits differ from PyTorch by {diff:.2e} (> {TOLERANCE:g}) with gates {name}")
+        report[name] = diff
+    return report
+
+
+class ParityError(UserError):
+    """The exported graph does not compute what the PyTorch model computes."""

@@ -1,0 +1,86 @@
+"""A bundle on disk: ``model.onnx``, ``manifest.json`` and held-out samples, every file hashed."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+MANIFEST = "manifest.json"
+MODEL = "model.onnx"
+SAMPLES = "samples.npz"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    """Hex digest of a file, read in chunks so large models do not double memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A verified bundle: its folder and parsed manifest."""
+
+    root: Path
+    manifest: dict
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / MODEL
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest["labels"])
+
+    @property
+    def gate_names(self) -> list[str]:
+        return [g["name"] for g in self.manifest["gates"]]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["input"]["image_size"])
+
+    def default_thresholds(self) -> np.ndarray:
+        return np.asarray([g["threshold"] for g in self.manifest["gates"]], np.float32)
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out images (uint8 ``[N, H, W, 3]``) and their label indices, as stored at export."""
+        path = self.root / SAMPLES
+        if not path.exists():
+            raise UserError(f"bundle {self.root} holds no samples; pass --data with a folder of images")
+        with np.load(path, allow_pickle=False) as data:
+            return data["images"], data["targets"]
+
+
+def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
+    """Read the manifest and check every listed file against its sha256."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"bundle {root} does not exist; create one with 'edgeadapt export RUN_DIR --out {root}'")
+    manifest_path = root / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"bundle {root} has no {MANIFEST}; re-export it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{manifest_path} is not valid JSON ({exc}); re-export the bundle") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{manifest_path} is not an edgeadapt bundle manifest of format {FORMAT_VERSION}")
+    if verify:
+        for name, expected in manifest.get("files", {}).items():
+            path = root / name
+            if not path.exists():
+                raise UserError(f"bundle {root} is missing {name}; re-export the bundle")
+            if sha256_file(path) != expected:
+                raise UserError(f"{path} does not match its sha256 in {MANIFEST} (tampered or corrupt); re-export")
+        if MODEL not in manifest.get("files", {}):
+            raise UserError(f"{manifest_path} lists no {MODEL}; re-export the bundle")
+    return Bundle(root, manifest)

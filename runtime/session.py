@@ -1,0 +1,86 @@
+"""Run a bundle with onnxruntime: preprocess, infer, decode labels, scores and gate decisions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import UserError
+from .bundle import Bundle, load_bundle
+from .preprocess import load_image, normalize
+
+ALL_OPEN = -1e9  # a threshold below any gate logit
+
+
+@dataclass
+class Prediction:
+    """One input's result: top label, its softmax score, and which gates fired."""
+
+    label: str
+    score: float
+    gates: dict[str, bool]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": self.score, "gates": self.gates}
+
+
+class Runtime:
+    """The device-side entry point: ``Runtime(bundle_dir).predict(images)``."""
+
+    def __init__(self, bundle: str | Path | Bundle, threads: int | None = None,
+                 providers: list[str] | None = None):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.bundle.model_path), opts,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several private types for a bad model
+            raise UserError(f"{self.bundle.model_path} could not be loaded by onnxruntime "
+                            f"({str(exc).splitlines()[0][:160]}); re-export the bundle") from None
+        inputs = self.bundle.manifest["input"]
+        self.input_name = inputs["name"]
+        self.thresholds_name = self.bundle.manifest["gate_thresholds_input"]
+        self.mean, self.std = inputs["mean"], inputs["std"]
+        self.thresholds = self.bundle.default_thresholds()
+
+    def infer(self, x: np.ndarray, thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw run on a normalised batch ``[N, 3, H, W]``: logits ``[N, K]`` and gates ``[N, G]`` (bool)."""
+        size = self.bundle.image_size
+        if x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != (3, size, size):
+            raise UserError(f"input must be float32 of shape [N, 3, {size}, {size}], got {x.dtype} {list(x.shape)}")
+        thr = self.thresholds if thresholds is None else np.asarray(thresholds, np.float32)
+        logits, gates = self.session.run(None, {self.input_name: x, self.thresholds_name: thr})
+        return logits, gates.astype(bool)
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, H, W, 3]`` at the bundle's size -> the model's normalised input."""
+        size = self.bundle.image_size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+            raise UserError(f"images must be uint8 of shape [N, {size}, {size}, 3], got "
+                            f"{images.dtype} {list(images.shape)}")
+        return normalize(images, self.mean, self.std)
+
+    def predict(self, images: np.ndarray, thresholds: np.ndarray | None = None) -> list[Prediction]:
+        """Classify uint8 images and say, per image, which gates opened."""
+        logits, gates = self.infer(self.prepare(images), thresholds)
+        probs = _softmax(logits)
+        names, labels = self.bundle.gate_names, self.bundle.labels
+        return [Prediction(labels[int(p.argmax())], float(p.max()), dict(zip(names, map(bool, g))))
+                for p, g in zip(probs, gates)]
+
+    def predict_files(self, paths: list[str | Path]) -> list[Prediction]:
+        """Load, resize and classify image files, one at a time as a device would."""
+        size = self.bundle.image_size
+        return [self.predict(load_image(p, size)[None])[0] for p in paths]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

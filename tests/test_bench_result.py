@@ -1,0 +1,74 @@
+"""The benchmark's result (not its speed): inputs, accuracy and gate rates recomputed independently, helpers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ORT_THREADS, Trained
+from edgeadapt.errors import UserError
+from edgeadapt.runtime import Runtime
+from edgeadapt.runtime.bench import format_table, percentiles, run_bench, write_result
+from edgeadapt.runtime.preprocess import load_image
+
+pytestmark = pytest.mark.slow
+
+
+def test_percentiles_interpolate_linearly() -> None:
+    assert percentiles([4.0, 1.0, 3.0, 2.0]) == pytest.approx({"p50": 2.5, "p90": 3.7, "p99": 3.97, "mean": 2.5})
+    assert percentiles([7.0]) == {"p50": 7.0, "p90": 7.0, "p99": 7.0, "mean": 7.0}
+
+
+def test_bench_on_a_labelled_folder(trained: Trained) -> None:
+    files = sorted(trained.data.rglob("*.png"))
+    result = run_bench(trained.bundle, data=trained.data, runs=len(files), warmup=0, threads=ORT_THREADS,
+                       measure_cold_start=False)
+    rt = Runtime(trained.bundle, threads=ORT_THREADS)
+    images = np.stack([load_image(f, rt.bundle.image_size) for f in files])
+    logits, gates = rt.infer(rt.prepare(images))
+    targets = np.asarray([rt.bundle.labels.index(f.parent.name) for f in files])
+    assert result["inputs"] == len(files) == 72
+    assert result["accuracy"] == pytest.approx(float((logits.argmax(1) == targets).mean()), abs=1e-12)
+    assert list(result["gate_rates"]) == rt.bundle.gate_names
+    np.testing.assert_allclose(list(result["gate_rates"].values()), gates.mean(0), atol=1e-12)
+    assert result["provider"] == "CPUExecutionProvider" and result["threads"] == ORT_THREADS
+    assert "cold_start_ms" not in result
+
+
+def test_bench_on_unlabelled_images_has_no_accuracy(trained: Trained, tmp_path: Path) -> None:
+    for i in range(3):
+        Image.new("RGB", (50, 70), (i * 80, 40, 200)).save(tmp_path / f"{i}.jpg")
+    result = run_bench(trained.bundle, data=tmp_path, runs=4, warmup=1, threads=ORT_THREADS, measure_cold_start=False)
+    assert result["inputs"] == 3 and result["accuracy"] is None
+    assert "accuracy" not in format_table(result)
+
+
+def test_bench_rejects_zero_runs(trained: Trained) -> None:
+    with pytest.raises(UserError, match="--runs must be at least 1"):
+        run_bench(trained.bundle, runs=0, measure_cold_start=False)
+
+
+def test_progress_is_reported_once_per_run(trained: Trained) -> None:
+    steps: list[int] = []
+    run_bench(trained.bundle, runs=5, warmup=0, threads=ORT_THREADS, measure_cold_start=False, progress=steps.append)
+    assert steps == [1] * 5
+
+
+def test_format_table_and_write_result(tmp_path: Path) -> None:
+    lat = {"p50": 2.0, "p90": 3.0, "p99": 4.0, "mean": 2.5}
+    result = {"bundle": "b", "inputs": 3, "runs": 10, "provider": "CPUExecutionProvider", "latency_ms": lat,
+              "all_open_latency_ms": {k: 2 * v for k, v in lat.items()}, "saving": 0.5, "throughput_per_s": 400.0,
+              "first_inference_ms": 9.0, "peak_rss_mb": 120.0, "accuracy": 0.25,
+              "gate_rates": {"block02": 0.5, "block04": 1.0}}
+    table = format_table(result)
+    assert "saving        50.0% of p50 latency" in table
+    assert "accuracy      25.0%" in table
+    assert "block02 0.50  block04 1.00" in table
+    assert "cold start" not in table
+    out = tmp_path / "r.json"
+    write_result(out, result)
+    assert json.loads(out.read_text()) == result
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

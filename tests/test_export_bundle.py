@@ -1,0 +1,96 @@
+"""The exported bundle's structure: ONNX graph with one If per gate, manifest, hashes, and the --force guard."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conftest import GATED_BLOCKS, IMAGE_SIZE, Trained
+from edgeadapt.errors import UserError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def proto(trained: Trained) -> onnx.ModelProto:
+    model = onnx.load(str(trained.bundle / "model.onnx"))
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def manifest(trained: Trained) -> dict:
+    return json.loads((trained.bundle / "manifest.json").read_text())
+
+
+def test_one_top_level_if_node_per_gate(proto: onnx.ModelProto) -> None:
+    ifs = [n for n in proto.graph.node if n.op_type == "If"]
+    assert len(ifs) == 9
+    for node in ifs:  # each If really holds two branches
+        assert sorted(a.name for a in node.attribute) == ["else_branch", "then_branch"]
+
+
+def test_graph_inputs_outputs_and_threshold_default(proto: onnx.ModelProto, manifest: dict) -> None:
+    assert [i.name for i in proto.graph.input] == ["input", "gate_thresholds"]
+    assert [o.name for o in proto.graph.output] == ["logits", "gates"]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param  # symbolic batch dimension
+    assert [d.dim_value for d in dims[1:]] == [3, IMAGE_SIZE, IMAGE_SIZE]
+    inits = {i.name: i for i in proto.graph.initializer}
+    default = numpy_helper.to_array(inits["gate_thresholds"])
+    expected = np.asarray([g["threshold"] for g in manifest["gates"]], np.float32)
+    assert default.dtype == np.float32 and default.shape == (9,)
+    np.testing.assert_array_equal(default, expected)
+
+
+def test_manifest_lists_gates_labels_and_input(manifest: dict, trained: Trained) -> None:
+    assert manifest["format_version"] == 1
+    assert [g["name"] for g in manifest["gates"]] == [f"block{i:02d}" for i in GATED_BLOCKS]
+    assert [g["block"] for g in manifest["gates"]] == GATED_BLOCKS
+    assert all(g["macs"] > 0 and 0.0 <= g["heldout_rate"] <= 1.0 for g in manifest["gates"])
+    assert manifest["labels"] == sorted(p.name for p in trained.data.iterdir())
+    assert manifest["input"]["shape"] == ["N", 3, IMAGE_SIZE, IMAGE_SIZE]
+    assert manifest["gate_scope"] == "block" and manifest["budget"] == 0.5
+    assert set(manifest["parity_max_abs_diff"]) == {"deployed", "all_open", "all_closed", "mixed"}
+    assert max(manifest["parity_max_abs_diff"].values()) <= 1e-4
+
+
+def test_manifest_hashes_match_files(manifest: dict, trained: Trained) -> None:
+    assert set(manifest["files"]) == {"model.onnx", "samples.npz"}
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((trained.bundle / name).read_bytes()).hexdigest() == digest
+
+
+def test_samples_cover_every_class(manifest: dict, trained: Trained) -> None:
+    with np.load(trained.bundle / "samples.npz") as data:
+        images, targets = data["images"], data["targets"]
+    assert images.dtype == np.uint8 and images.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3)
+    assert len(images) == len(targets)
+    assert set(targets.tolist()) == set(range(len(manifest["labels"])))
+
+
+def test_export_refuses_non_empty_folder_without_force(trained: Trained, tmp_path: Path) -> None:
+    from edgeadapt.export.bundle import export_run
+
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(UserError, match="--force") as info:
+        export_run(trained.run, out, log=lambda m: None)
+    assert str(out) in str(info.value)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # no temporary folder left behind
+
+
+def test_export_of_missing_run_folder_is_a_user_error(tmp_path: Path) -> None:
+    from edgeadapt.export.bundle import export_run
+
+    with pytest.raises(UserError, match="does not exist; create it with 'edgeadapt train'"):
+        export_run(tmp_path / "nope", tmp_path / "bundle", log=lambda m: None)
+    assert not (tmp_path / "bundle").exists()
