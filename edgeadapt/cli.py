@@ -41,21 +41,24 @@ def cli() -> None:
               help="Target fraction of gated compute that runs.")
 @click.option("--gate-scope", default="block", show_default=True, type=click.Choice(["block", "adapter"]),
               help="block: a closed gate skips the frozen block; adapter: it skips only the adapter.")
-@click.option("--epochs", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=1e-2, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--open-weight", default=0.0, show_default=True, type=click.FloatRange(0.0),
+              help="Also train the network with every gate open, at this loss weight (see docs/gating.md).")
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Held-out fraction.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def train(data_dir, out_dir, budget, gate_scope, epochs, image_size, lr, holdout, seed, force, as_json) -> None:
+def train(data_dir, out_dir, budget, gate_scope, epochs, image_size, lr, open_weight, holdout, seed, force,
+          as_json) -> None:
     """Train gated adapters on an image folder; writes RUN_DIR with weights and metrics.json."""
     _need_training_extra()
     from .adapters import GatedAdapterConfig
     from .train import TrainOptions, run_training
 
     config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget)
-    opts = TrainOptions(epochs=epochs, lr=lr, seed=seed)
+    opts = TrainOptions(epochs=epochs, lr=lr, seed=seed, open_weight=open_weight)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
     _report_metrics(metrics, out_dir, as_json)
@@ -137,8 +140,8 @@ def demo(out_dir, force, as_json) -> None:
     from .demo import run_demo
 
     summary = run_demo(out_dir, force=force, log=_log, progress_bar=_progressbar)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
+    report = summary.pop("report")
+    click.echo(json.dumps(summary, indent=2) if as_json else report)
 
 
 def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .adapters import GatedAdapterConfig
 from .data.synthetic import CLASSES, write_dataset
@@ -12,7 +12,7 @@ from .train import TrainOptions, run_training
 
 PER_CLASS = 120
 IMAGE_SIZE = 128
-EPOCHS = 20
+EPOCHS = 16
 SEED = 0
 
 
@@ -49,14 +49,15 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
         "seconds": time.perf_counter() - started,
         "run": str(run), "bundle": str(bundle), "bench": str(out_dir / "bench.json"),
     }
-    log("")
-    log(format_table(result))
-    log("")
-    log(f"held-out accuracy  {summary['heldout_accuracy']:.1%} gated, {summary['heldout_accuracy_all_open']:.1%} "
-        f"with every gate open, {summary['linear_probe_accuracy']:.1%} for a linear probe on the frozen backbone")
-    log(f"latency p50        {summary['p50_ms']:.2f} ms gated vs {summary['all_open_p50_ms']:.2f} ms all open: "
-        f"saving {summary['saving']:.1%}")
-    log(f"done in {summary['seconds']:.0f}s; bundle {bundle}, benchmark {out_dir / 'bench.json'}")
+    summary["report"] = "\n".join([
+        format_table(result),
+        "",
+        f"held-out accuracy  {summary['heldout_accuracy']:.1%} gated, {summary['heldout_accuracy_all_open']:.1%} "
+        f"with every gate open, {summary['linear_probe_accuracy']:.1%} for a linear probe on the frozen backbone",
+        f"latency p50        {summary['p50_ms']:.2f} ms gated vs {summary['all_open_p50_ms']:.2f} ms all open: "
+        f"saving {summary['saving']:.1%}",
+        f"done in {summary['seconds']:.0f}s; bundle {bundle}, benchmark {out_dir / 'bench.json'}",
+    ])
     return summary
 
 

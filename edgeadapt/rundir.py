@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +73,19 @@ def prepare_output(path: Path, force: bool, what: str) -> None:
         raise UserError(f"{path} exists and is not a folder; choose another --out")
     if path.exists() and any(path.iterdir()) and not force:
         raise UserError(f"{what} folder {path} already exists and is not empty; pass --force to replace it")
+
+
+@contextmanager
+def staged_folder(out_dir: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out_dir``; on success it replaces ``out_dir``, on failure it is removed."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        yield tmp
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.replace(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

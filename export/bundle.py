@@ -1,17 +1,15 @@
 """``edgeadapt export``: run folder -> bundle folder (model.onnx, manifest.json, samples.npz)."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..checkpoint import load_trained_model
 from ..errors import UserError
-from ..rundir import METRICS, RunDir, prepare_output, save_npz, write_json
+from ..rundir import METRICS, RunDir, prepare_output, save_npz, staged_folder, write_json
 from ..runtime.bundle import FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
 from ..runtime.preprocess import normalize
 from .onnx_graph import INPUT, OPSET, OUTPUTS, THRESHOLDS, count_if_nodes, export_onnx
@@ -31,9 +29,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     images, targets = run.load_holdout()
     config = model.config
     norm = meta["normalization"]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as tmp:
         log("exporting to ONNX (one If per gate)...")
         started = time.perf_counter()
         proto = export_onnx(model, tmp / MODEL, config.image_size)
@@ -73,12 +69,6 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "files": {MODEL: sha256_file(tmp / MODEL), SAMPLES: sha256_file(tmp / SAMPLES)},
         }
         write_json(tmp / MANIFEST, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.replace(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

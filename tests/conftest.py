@@ -39,9 +39,10 @@ class Trained:
 
 
 def _build(root: Path) -> Trained:
+    from edgeadapt.export.bundle import export_run
+
     from edgeadapt.adapters import GatedAdapterConfig
     from edgeadapt.data.synthetic import write_dataset
-    from edgeadapt.export.bundle import export_run
     from edgeadapt.train import TrainOptions, run_training
 
     data, run, bundle = root / "data", root / "run", root / "bundle"
@@ -102,7 +103,7 @@ def median_thresholds(model: GatedAdapterModel, x: torch.Tensor) -> torch.Tensor
     thr = torch.full((len(blocks),), OPEN_ALL)
     for k, block in enumerate(blocks):
         seen: list[torch.Tensor] = []
-        handle = block.gate.register_forward_hook(lambda m, a, out: seen.append(out.detach()))
+        handle = block.gate.register_forward_hook(lambda m, a, out, seen=seen: seen.append(out.detach()))
         try:
             with torch.no_grad():
                 model(x, thr)

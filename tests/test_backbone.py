@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import GATED_BLOCKS
+
 from edgeadapt.backbones import create_backbone
 from edgeadapt.backbones.efficientnet_lite import efficientnet_lite0, pretrained_weights_path
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ORT_THREADS, Trained
-from edgeadapt.errors import UserError
 from edgeadapt.runtime import Runtime
 from edgeadapt.runtime.bench import format_table, percentiles, run_bench, write_result
 from edgeadapt.runtime.preprocess import load_image
+from PIL import Image
+
+from edgeadapt.errors import UserError
 
 pytestmark = pytest.mark.slow
 

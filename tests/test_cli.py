@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ORT_THREADS, Trained, run_cli
 from edgeadapt.runtime import Runtime
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 

@@ -5,9 +5,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import Trained, flip_byte, run_cli
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgeadapt.runtime.preprocess import load_image, normalize
 from PIL import Image
 
 from edgeadapt.data.folder import scan_image_folder, stratified_split
 from edgeadapt.data.synthetic import CLASSES, write_dataset
 from edgeadapt.errors import UserError
-from edgeadapt.runtime.preprocess import load_image, normalize
 
 
 def make_folder(root: Path, counts: dict[str, int], size: int = 8) -> Path:

@@ -8,11 +8,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
 from conftest import ORT_THREADS, median_thresholds
-from edgeadapt.adapters import GatedAdapterConfig, GatedAdapterModel
 from edgeadapt.export.onnx_graph import count_if_nodes, export_onnx
 from edgeadapt.export.parity import check_parity
+
+from edgeadapt.adapters import GatedAdapterConfig, GatedAdapterModel
 
 pytestmark = pytest.mark.slow
 SIZE = 64

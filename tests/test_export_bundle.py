@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import GATED_BLOCKS, IMAGE_SIZE, Trained
 from onnx import numpy_helper
 
-from conftest import GATED_BLOCKS, IMAGE_SIZE, Trained
 from edgeadapt.errors import UserError
 
 pytestmark = pytest.mark.slow

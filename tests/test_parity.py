@@ -9,12 +9,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import numpy_helper
-
 from conftest import ORT_THREADS, Trained, median_thresholds
-from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
 from edgeadapt.export.parity import ParityError, check_parity
 from edgeadapt.runtime.preprocess import normalize
+from onnx import numpy_helper
+
+from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import IMAGE_SIZE, ORT_THREADS, Trained
-from edgeadapt.errors import UserError
 from edgeadapt.runtime import Prediction, Runtime, load_bundle
 from edgeadapt.runtime.preprocess import normalize
+from PIL import Image
+
+from edgeadapt.errors import UserError
 
 pytestmark = pytest.mark.slow
 

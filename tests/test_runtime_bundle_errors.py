@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ORT_THREADS, flip_byte
-from edgeadapt.errors import UserError
 from edgeadapt.runtime import Runtime, load_bundle
+
+from edgeadapt.errors import UserError
 
 pytestmark = pytest.mark.slow
 

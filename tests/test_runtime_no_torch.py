@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
-
 from conftest import Trained
 from edgeadapt.runtime.bundle import load_bundle
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 

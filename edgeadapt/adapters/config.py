@@ -33,7 +33,7 @@ class GatedAdapterConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "GatedAdapterConfig":
+    def from_dict(cls, data: dict) -> GatedAdapterConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:

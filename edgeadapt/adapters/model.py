@@ -70,7 +70,7 @@ class GatedAdapterModel(nn.Module):
     def gated_blocks(self) -> list[GatedBlock]:
         return [b for b in self.backbone._blocks if isinstance(b, GatedBlock)]
 
-    def train(self, mode: bool = True) -> "GatedAdapterModel":
+    def train(self, mode: bool = True) -> GatedAdapterModel:
         """Frozen backbone layers (BatchNorm included) stay in eval mode while the adapters train."""
         super().train(mode)
         self.backbone.eval()

@@ -1,7 +1,7 @@
 """Backbones created by name; each lives in one file and loads its weights the same way."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

@@ -1,9 +1,9 @@
 """Image-folder data sets (one sub-folder per class) with checks and a seeded stratified split."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import ORT_THREADS, Trained
 from edgeadapt.runtime import Runtime
 from edgeadapt.runtime.session import ALL_OPEN
