@@ -107,8 +107,11 @@ def run(bundle_dir, inputs, threads, as_json) -> None:
 @click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurement.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the result as JSON to this file ('-' for stdout).")
-def bench(bundle_dir, data_dir, runs, warmup, threads, no_cold_start, json_out) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --json file.")
+def bench(bundle_dir, data_dir, runs, warmup, threads, no_cold_start, json_out, force) -> None:
     """Single-stream latency, throughput, memory, gate rates and saving against every gate open."""
+    if json_out and str(json_out) != "-" and json_out.exists() and not force:
+        raise UserError(f"{json_out} already exists; pass --force to replace it")
     from .runtime.bench import format_table, run_bench, write_result
 
     with contextlib.ExitStack() as stack:

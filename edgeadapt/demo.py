@@ -13,6 +13,7 @@ from .train import TrainOptions, run_training
 PER_CLASS = 120
 IMAGE_SIZE = 128
 EPOCHS = 16
+BENCH_RUNS = 300
 SEED = 0
 
 
@@ -25,9 +26,9 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is not a folder; choose another --out")
     data, run, bundle = out_dir / "data", out_dir / "run", out_dir / "bundle"
-    for sub in (run, bundle):
+    for sub in (run, bundle, out_dir / "bench.json"):
         if sub.exists() and not force:
-            raise UserError(f"{sub} already exists; pass --force to replace the demo's run and bundle")
+            raise UserError(f"{sub} already exists; pass --force to replace the demo's run, bundle and bench.json")
     started = time.perf_counter()
     if not _complete(data):
         log(f"generating {PER_CLASS} images for each of {len(CLASSES)} classes in {data} (seed {SEED})...")
@@ -36,7 +37,7 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
                            TrainOptions(epochs=EPOCHS, seed=SEED), force=force, log=log, progress_bar=progress_bar)
     export_run(run, bundle, force=force, log=log)
     log("benchmarking (batch 1, gated and all-open interleaved)...")
-    result = run_bench(bundle, runs=300, threads=None)
+    result = run_bench(bundle, runs=BENCH_RUNS, threads=None)
     write_result(out_dir / "bench.json", result)
     summary = {
         "heldout_accuracy": metrics["heldout_accuracy"],

@@ -111,3 +111,15 @@ def test_bench_data_folder_without_images(trained: Trained, tmp_path: Path) -> N
 def test_bench_data_not_a_folder(trained: Trained, tmp_path: Path) -> None:
     proc = run_cli("bench", trained.bundle, "--data", tmp_path / "nope", "--runs", "2", "--no-cold-start")
     assert_user_error(proc, "is not a folder of images")
+
+
+def test_bench_json_file_not_replaced_without_force(trained: Trained, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    out.write_text("previous result")
+    proc = run_cli("bench", trained.bundle, "--runs", "2", "--warmup", "0", "--no-cold-start", "--json", out)
+    assert_user_error(proc, str(out), "--force")
+    assert out.read_text() == "previous result"
+    proc = run_cli("bench", trained.bundle, "--runs", "2", "--warmup", "0", "--no-cold-start", "--threads", "1",
+                   "--json", out, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert "latency_ms" in out.read_text()
