@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from edgeadapt.runtime.bundle import load_bundle
 
 from edgeadapt import demo
 from edgeadapt.errors import UserError
-from edgeadapt.runtime.bundle import load_bundle
 
 pytestmark = pytest.mark.slow
 
