@@ -147,6 +147,32 @@ def demo(out_dir, force, as_json) -> None:
     click.echo(json.dumps(summary, indent=2) if as_json else report)
 
 
+@cli.group()
+def devices() -> None:
+    """Device profiles: hardware facts, runtime settings and latency/memory budgets per target."""
+
+
+@devices.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print every profile as a JSON list.")
+def devices_list(as_json) -> None:
+    """List the built-in profiles and host (this machine)."""
+    from .runtime.devices import format_table, list_profiles
+
+    profiles = list_profiles()
+    click.echo(json.dumps([p.to_dict() for p in profiles], indent=2) if as_json else format_table(profiles))
+
+
+@devices.command("show")
+@click.argument("name_or_path")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
+def devices_show(name_or_path, as_json) -> None:
+    """Show every field of one profile: a built-in name, host, or a path to a .toml file."""
+    from .runtime.devices import format_profile, resolve_profile
+
+    profile = resolve_profile(name_or_path)
+    click.echo(json.dumps(profile.to_dict(), indent=2) if as_json else format_profile(profile))
+
+
 def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,6 @@ class GateCosts:
     block_macs: list[int]
     adapter_macs: list[int]
     total_macs: int
-    gated: list[int] = field(init=False)
 
     def for_scope(self, scope: str) -> list[int]:
         return self.block_macs if scope == "block" else self.adapter_macs
@@ -210,10 +209,6 @@ def linear_probe(train_x: torch.Tensor, train_y: np.ndarray, held_x: torch.Tenso
         optim.step()
     with torch.no_grad():
         return float((head((held_x - mu) / sd).argmax(1).numpy() == held_y).mean())
-
-
-__all__ = ["GatedAdapterConfig", "GatedAdapterModel", "TrainOptions", "measure_costs", "train_gated",
-           "calibrate", "evaluate", "compute_fraction", "linear_probe", "pooled_features", "cache_prefix"]
 
 
 def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts: TrainOptions,

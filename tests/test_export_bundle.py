@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +96,11 @@ def test_export_of_missing_run_folder_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist; create it with 'edgeadapt train'"):
         export_run(tmp_path / "nope", tmp_path / "bundle", log=lambda m: None)
     assert not (tmp_path / "bundle").exists()
+
+
+def test_bundle_folder_has_ordinary_permissions(trained: Trained) -> None:
+    """The staged temporary folder is private; the renamed bundle must not stay so."""
+    mask = os.umask(0)
+    os.umask(mask)
+    mode = stat.S_IMODE(trained.bundle.stat().st_mode)
+    assert mode == 0o777 & ~mask
