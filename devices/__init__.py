@@ -1,0 +1,1 @@
+"""Built-in device profiles (``*.toml``), installed as package data of ``edgeadapt.devices``."""
