@@ -11,6 +11,11 @@ import click
 from .errors import UserError
 
 EXIT_ERROR = 1  # bad input or state; click uses 2 for usage mistakes
+EXIT_BUDGET_MISSED = 3  # bench --device: a budget of the profile was missed (a CI on the line can gate on it)
+BENCH_RUNS = 300
+DEVICE_RUNS = 1024  # MLPerf single-stream's minimum query count
+DEVICE_MIN_SECONDS = 60.0  # MLPerf asks 600 s; pass --min-duration 600 for a submission-grade run
+QUICK_RUNS = 100
 
 
 def _log(msg: str) -> None:
@@ -101,19 +106,36 @@ def run(bundle_dir, inputs, threads, as_json) -> None:
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Benchmark on these images instead of the held-out samples in the bundle.")
-@click.option("--runs", default=300, show_default=True, type=click.IntRange(1, 10**7), help="Measured inferences.")
+@click.option("--runs", default=None, type=click.IntRange(1, 10**7),
+              help=f"Measured inferences [default: {BENCH_RUNS}; with --device {DEVICE_RUNS}].")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0, 10**6))
-@click.option("--threads", type=click.IntRange(1, 256), default=None, help="onnxruntime intra-op threads.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="onnxruntime intra-op threads [default: the device's, else onnxruntime's].")
+@click.option("--device", default=None, help="Device profile (name or .toml path): its threads, providers and budgets.")
+@click.option("--min-duration", default=None, type=click.FloatRange(0),
+              help=f"Measure for at least this many seconds [default: 0; with --device {DEVICE_MIN_SECONDS:g}].")
+@click.option("--quick", is_flag=True, help=f"A quick look: {QUICK_RUNS} runs and no minimum duration.")
 @click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurement.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the result as JSON to this file ('-' for stdout).")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
-def bench(bundle_dir, data_dir, runs, warmup, threads, no_cold_start, json_out, force) -> None:
-    """Single-stream latency, throughput, memory, gate rates and saving against every gate open."""
+def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, quick, no_cold_start, json_out,
+          force) -> int:
+    """Single-stream latency, throughput, memory, gate rates and saving against every gate open.
+
+    With --device, the profile's percentile is the headline and each budget gets a verdict; the exit
+    status is 3 when a budget is missed (1 and 2 mean errors and usage mistakes).
+    """
     if json_out and str(json_out) != "-" and json_out.exists() and not force:
         raise UserError(f"{json_out} already exists; pass --force to replace it")
     from .runtime.bench import format_table, run_bench, write_result
+    from .runtime.devices import resolve_profile
 
+    profile = resolve_profile(device) if device else None
+    if runs is None:
+        runs = QUICK_RUNS if quick else (DEVICE_RUNS if profile else BENCH_RUNS)
+    if min_duration is None:
+        min_duration = DEVICE_MIN_SECONDS if profile and not quick else 0.0
     with contextlib.ExitStack() as stack:
         bars = []
 
@@ -124,13 +146,19 @@ def bench(bundle_dir, data_dir, runs, warmup, threads, no_cold_start, json_out, 
             bars[0].update(n)
 
         result = run_bench(bundle_dir, data_dir, runs=runs, warmup=warmup, threads=threads,
-                           measure_cold_start=not no_cold_start, progress=progress)
+                           measure_cold_start=not no_cold_start, progress=progress, device=profile,
+                           min_duration_s=min_duration)
     if json_out and str(json_out) == "-":
         click.echo(json.dumps(result, indent=2))
-        return
-    click.echo(format_table(result))
-    if json_out:
-        write_result(json_out, result)
+    else:
+        click.echo(format_table(result))
+        if json_out:
+            write_result(json_out, result)
+    if profile and not result["all_budgets_met"]:
+        missed = [name for name, v in result["budgets"].items() if not v["met"]]
+        click.echo(f"budget missed on {profile.name}: {', '.join(missed)}", err=True)
+        return EXIT_BUDGET_MISSED
+    return 0
 
 
 @cli.command()

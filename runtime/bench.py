@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -15,21 +16,17 @@ import numpy as np
 
 from ..errors import UserError
 from .bundle import load_bundle
+from .devices import DeviceProfile
 from .preprocess import load_image
 from .session import ALL_OPEN, Runtime
 
 COLD_START_SNIPPET = """
 import json, sys, time
 t0 = time.perf_counter()
-import numpy as np
 from edgeadapt.runtime import Runtime
 t1 = time.perf_counter()
-rt = Runtime(sys.argv[1], threads=int(sys.argv[2]) or None)
-t2 = time.perf_counter()
-images, _ = rt.bundle.samples()
-rt.predict(images[:1])
-t3 = time.perf_counter()
-print(json.dumps({"import_ms": (t1 - t0) * 1e3, "session_ms": (t2 - t1) * 1e3, "first_inference_ms": (t3 - t2) * 1e3}))
+rt = Runtime(sys.argv[1], threads=int(sys.argv[2]) or None, providers=json.loads(sys.argv[3]))
+print(json.dumps({"import_ms": (t1 - t0) * 1e3, "session_ms": rt.session_ms, "first_inference_ms": rt.first_inference_ms}))
 """
 
 
@@ -46,12 +43,12 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def cold_start(bundle_dir: Path, threads: int) -> dict[str, float]:
+def cold_start(bundle_dir: Path, threads: int, providers: list[str]) -> dict[str, float]:
     """A fresh interpreter: import, session, first inference; wall time seen from outside included."""
     started = time.perf_counter()
     # run from a neutral folder: ``python -c`` puts the working folder first on sys.path
-    proc = subprocess.run([sys.executable, "-c", COLD_START_SNIPPET, str(Path(bundle_dir).resolve()), str(threads or 0)],
-                          capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+    args = [sys.executable, "-c", COLD_START_SNIPPET, str(Path(bundle_dir).resolve()), str(threads or 0), json.dumps(providers)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
     wall = (time.perf_counter() - started) * 1e3
     if proc.returncode != 0:
         raise UserError(f"cold-start run failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -79,26 +76,30 @@ def load_inputs(rt: Runtime, data: Path | None) -> tuple[np.ndarray, np.ndarray 
 
 def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmup: int = 10,
               threads: int | None = None, measure_cold_start: bool = True,
-              progress: Callable[[int], None] | None = None) -> dict:
-    """Gated and all-open runs interleaved one to one, so machine noise hits both alike."""
+              progress: Callable[[int], None] | None = None, device: DeviceProfile | None = None,
+              min_duration_s: float = 0.0) -> dict:
+    """Gated and all-open runs interleaved one to one, so machine noise hits both alike.
+
+    Measures at least ``runs`` queries and for at least ``min_duration_s`` (MLPerf single-stream style);
+    with a ``device`` its threads and providers are used and every budget gets a verdict.
+    """
     if runs < 1:
         raise UserError("--runs must be at least 1")
     bundle_dir = Path(bundle_dir)
     bundle = load_bundle(bundle_dir)
-    created = time.perf_counter()
-    rt = Runtime(bundle, threads=threads)
-    session_ms = (time.perf_counter() - created) * 1e3
+    threads = threads or (device.runtime.threads if device else None)
+    providers = list(device.runtime.execution_providers) if device else ["CPUExecutionProvider"]
+    rt = Runtime(bundle, threads=threads, providers=providers)
     images, targets = load_inputs(rt, data)
     xs = rt.prepare(images)
     open_thr = np.full_like(rt.thresholds, ALL_OPEN)
-    started = time.perf_counter()
-    rt.infer(xs[:1])
-    first_ms = (time.perf_counter() - started) * 1e3
     for i in range(warmup):
         rt.infer(xs[i % len(xs)][None])
         rt.infer(xs[i % len(xs)][None], open_thr)
     gated_ms, open_ms, gate_rows, correct = [], [], [], 0
-    for i in range(runs):
+    started = time.perf_counter()
+    i = 0
+    while i < runs or time.perf_counter() - started < min_duration_s:
         x = xs[i % len(xs)][None]
         t = time.perf_counter()
         logits, gates = rt.infer(x)
@@ -109,29 +110,70 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         gate_rows.append(gates[0])
         if targets is not None:
             correct += int(logits[0].argmax() == targets[i % len(xs)])
-        if progress:
+        i += 1
+        if progress and i <= runs:
             progress(1)
     latency, all_open = percentiles(gated_ms), percentiles(open_ms)
     rates = np.mean(gate_rows, axis=0)
     result = {
         "bundle": str(bundle_dir),
         "inputs": int(len(xs)),
-        "runs": runs,
+        "runs": i,
+        "duration_s": time.perf_counter() - started,
         "threads": threads or "onnxruntime default",
-        "provider": rt.session.get_providers()[0],
+        "provider": rt.provider,
+        "provider_warnings": rt.provider_warnings,
         "latency_ms": latency,
         "all_open_latency_ms": all_open,
         "saving": 1.0 - latency["p50"] / all_open["p50"],
         "throughput_per_s": 1000.0 / latency["mean"],
-        "first_inference_ms": first_ms,
-        "session_ms": session_ms,
+        "first_inference_ms": rt.first_inference_ms,
+        "session_ms": rt.session_ms,
         "gate_rates": dict(zip(rt.bundle.gate_names, map(float, rates))),
-        "accuracy": correct / runs if targets is not None else None,
+        "accuracy": correct / i if targets is not None else None,
         "peak_rss_mb": peak_rss_mb(),
     }
+    if device:
+        result.update(verdict(device, gated_ms, result["peak_rss_mb"]))
     if measure_cold_start:
-        result.update(cold_start(bundle_dir, threads or 0))
+        result.update(cold_start(bundle_dir, threads or 0, providers))
     return result
+
+
+def verdict(device: DeviceProfile, gated_ms: list[float], peak_mb: float) -> dict:
+    """The profile's percentile as the headline, a verdict per budget, and whether this host is that device."""
+    b = device.budgets
+    headline = float(np.percentile(np.asarray(gated_ms), b.latency_percentile))
+    budgets = {
+        "latency": {"budget_ms": b.latency_ms, "percentile": b.latency_percentile, "measured_ms": headline,
+                    "met": headline <= b.latency_ms},
+        "memory": {"budget_mb": b.memory_mb, "measured_mb": peak_mb, "met": peak_mb <= b.memory_mb},
+    }
+    mismatch = host_mismatch(device)
+    return {
+        "device": device.name,
+        "headline_latency_ms": headline,
+        "budgets": budgets,
+        "all_budgets_met": all(v["met"] for v in budgets.values()),
+        "host_matches_device": not mismatch,
+        "host_mismatch": mismatch,
+    }
+
+
+def host_mismatch(device: DeviceProfile) -> list[str]:
+    """Where this host differs from the profile (architecture, cores): then the figures describe this host."""
+    arch = _ARCH_ALIASES.get(platform.machine().lower(), platform.machine().lower())
+    want = _ARCH_ALIASES.get(device.hardware.arch.lower(), device.hardware.arch.lower())
+    out = []
+    if arch != want:
+        out.append(f"architecture: this host is {arch}, {device.name} is {want}")
+    cores = os.cpu_count() or 0
+    if cores != device.hardware.cores:
+        out.append(f"cores: this host has {cores}, {device.name} has {device.hardware.cores}")
+    return out
+
+
+_ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 
 
 def format_table(r: dict) -> str:
@@ -149,9 +191,28 @@ def format_table(r: dict) -> str:
             if "cold_start_ms" in r else ""),
         f"peak memory   {r['peak_rss_mb']:.0f} MB resident",
     ]
+    if "budgets" in r:
+        lines.append(format_verdict(r))
+    if r.get("provider_warnings"):
+        lines.append("providers     " + "; ".join(r["provider_warnings"]))
     if r.get("accuracy") is not None:
         lines.append(f"accuracy      {r['accuracy'] * 100:.1f}% on the benchmark inputs")
     lines.append("gate open rate  " + "  ".join(f"{k} {v:.2f}" for k, v in r["gate_rates"].items()))
+    return "\n".join(lines)
+
+
+def format_verdict(r: dict) -> str:
+    """Budget lines: the headline percentile against the latency budget, peak memory against the memory budget."""
+    lat, mem = r["budgets"]["latency"], r["budgets"]["memory"]
+    lines = [
+        f"device        {r['device']}",
+        f"latency       p{lat['percentile']:g} {lat['measured_ms']:.2f} ms vs budget {lat['budget_ms']:g} ms: "
+        f"{'met' if lat['met'] else 'MISSED'}",
+        f"memory        peak {mem['measured_mb']:.0f} MB vs budget {mem['budget_mb']:g} MB: "
+        f"{'met' if mem['met'] else 'MISSED'}",
+    ]
+    for line in r["host_mismatch"]:
+        lines.append(f"NOTE          this host is not {r['device']} ({line}): the figures describe this host")
     return "\n".join(lines)
 
 

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from ..errors import UserError
 from .bundle import Bundle, load_bundle
 from .preprocess import load_image, normalize
+from .providers import open_session
 
 ALL_OPEN = -1e9  # a threshold below any gate logit
 
@@ -32,22 +32,16 @@ class Runtime:
     def __init__(self, bundle: str | Path | Bundle, threads: int | None = None,
                  providers: list[str] | None = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.bundle.model_path), opts,
-                                                providers=providers or ["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises several private types for a bad model
-            raise UserError(f"{self.bundle.model_path} could not be loaded by onnxruntime "
-                            f"({str(exc).splitlines()[0][:160]}); re-export the bundle") from None
         inputs = self.bundle.manifest["input"]
         self.input_name = inputs["name"]
         self.thresholds_name = self.bundle.manifest["gate_thresholds_input"]
         self.mean, self.std = inputs["mean"], inputs["std"]
         self.thresholds = self.bundle.default_thresholds()
+        size = self.bundle.image_size
+        probe = {self.input_name: np.zeros((1, 3, size, size), np.float32), self.thresholds_name: self.thresholds}
+        opened = open_session(self.bundle.model_path, providers, threads, probe)
+        self.session, self.provider, self.provider_warnings = opened.session, opened.provider, opened.warnings
+        self.session_ms, self.first_inference_ms = opened.session_ms, opened.first_inference_ms
 
     def infer(self, x: np.ndarray, thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw run on a normalised batch ``[N, 3, H, W]``: logits ``[N, K]`` and gates ``[N, G]`` (bool)."""
