@@ -87,12 +87,14 @@ def export(run_dir, out_dir, force) -> None:
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--threads", type=click.IntRange(1, 256), default=None)
+@click.option("--budget", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Run at this fraction of gated compute (thresholds from the bundle's budget table).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
-def run(bundle_dir, inputs, threads, as_json) -> None:
+def run(bundle_dir, inputs, threads, budget, as_json) -> None:
     """Classify image files with a bundle; prints label, score and the gates that fired."""
     from .runtime import Runtime
 
-    rt = Runtime(bundle_dir, threads=threads)
+    rt = Runtime(bundle_dir, threads=threads, budget=budget)
     for path, pred in zip(inputs, rt.predict_files(list(inputs))):
         if as_json:
             click.echo(json.dumps({"input": str(path), **pred.to_dict()}))
@@ -114,13 +116,15 @@ def run(bundle_dir, inputs, threads, as_json) -> None:
 @click.option("--device", default=None, help="Device profile (name or .toml path): its threads, providers and budgets.")
 @click.option("--min-duration", default=None, type=click.FloatRange(0),
               help=f"Measure for at least this many seconds [default: 0; with --device {DEVICE_MIN_SECONDS:g}].")
+@click.option("--budget", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Run at this fraction of gated compute (thresholds from the bundle's budget table).")
 @click.option("--quick", is_flag=True, help=f"A quick look: {QUICK_RUNS} runs and no minimum duration.")
 @click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurement.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the result as JSON to this file ('-' for stdout).")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
-def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, quick, no_cold_start, json_out,
-          force) -> int:
+def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, budget, quick, no_cold_start,
+          json_out, force) -> int:
     """Single-stream latency, throughput, memory, gate rates and saving against every gate open.
 
     With --device, the profile's percentile is the headline and each budget gets a verdict; the exit
@@ -147,7 +151,7 @@ def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, qui
 
         result = run_bench(bundle_dir, data_dir, runs=runs, warmup=warmup, threads=threads,
                            measure_cold_start=not no_cold_start, progress=progress, device=profile,
-                           min_duration_s=min_duration)
+                           min_duration_s=min_duration, budget=budget)
     if json_out and str(json_out) == "-":
         click.echo(json.dumps(result, indent=2))
     else:

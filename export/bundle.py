@@ -12,6 +12,7 @@ from ..errors import UserError
 from ..rundir import METRICS, RunDir, prepare_output, save_npz, staged_folder, write_json
 from ..runtime.bundle import FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
 from ..runtime.preprocess import normalize
+from .budgets import budget_table
 from .onnx_graph import INPUT, OPSET, OUTPUTS, THRESHOLDS, count_if_nodes, export_onnx
 from .parity import check_parity
 
@@ -40,10 +41,12 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
         parity = check_parity(model, str(tmp / MODEL), x)
         log(f"parity with PyTorch: max |logit diff| {max(parity.values()):.1e} over "
             f"{', '.join(parity)} ({time.perf_counter() - started:.0f}s)")
-        keep = _spread(targets, MAX_SAMPLES)
-        save_npz(tmp / SAMPLES, images=images[keep], targets=targets[keep])
         costs = meta["costs"]
         scope_costs = costs["block_macs"] if config.gate_scope == "block" else costs["adapter_macs"]
+        log("tabulating compute and accuracy across thresholds (for run-time --budget)...")
+        table = budget_table(model, images, targets, norm["mean"], norm["std"], scope_costs)
+        keep = _spread(targets, MAX_SAMPLES)
+        save_npz(tmp / SAMPLES, images=images[keep], targets=targets[keep])
         manifest = {
             "format_version": FORMAT_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -64,6 +67,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "total_macs_all_open": costs["total_macs"],
             "opset": OPSET,
             "parity_max_abs_diff": parity,
+            "budget_table": table,
             "metrics": {k: metrics[k] for k in ("heldout_accuracy", "heldout_accuracy_all_open",
                                                  "linear_probe_accuracy", "compute_fraction", "mac_saving")},
             "files": {MODEL: sha256_file(tmp / MODEL), SAMPLES: sha256_file(tmp / SAMPLES)},

@@ -77,7 +77,7 @@ def load_inputs(rt: Runtime, data: Path | None) -> tuple[np.ndarray, np.ndarray 
 def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmup: int = 10,
               threads: int | None = None, measure_cold_start: bool = True,
               progress: Callable[[int], None] | None = None, device: DeviceProfile | None = None,
-              min_duration_s: float = 0.0) -> dict:
+              min_duration_s: float = 0.0, budget: float | None = None) -> dict:
     """Gated and all-open runs interleaved one to one, so machine noise hits both alike.
 
     Measures at least ``runs`` queries and for at least ``min_duration_s`` (MLPerf single-stream style);
@@ -89,7 +89,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     bundle = load_bundle(bundle_dir)
     threads = threads or (device.runtime.threads if device else None)
     providers = list(device.runtime.execution_providers) if device else ["CPUExecutionProvider"]
-    rt = Runtime(bundle, threads=threads, providers=providers)
+    rt = Runtime(bundle, threads=threads, providers=providers, budget=budget)
     images, targets = load_inputs(rt, data)
     xs = rt.prepare(images)
     open_thr = np.full_like(rt.thresholds, ALL_OPEN)
@@ -123,6 +123,8 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         "threads": threads or "onnxruntime default",
         "provider": rt.provider,
         "provider_warnings": rt.provider_warnings,
+        "budget": budget,
+        "thresholds": rt.thresholds.tolist(),
         "latency_ms": latency,
         "all_open_latency_ms": all_open,
         "saving": 1.0 - latency["p50"] / all_open["p50"],

@@ -84,3 +84,16 @@ def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
         if MODEL not in manifest.get("files", {}):
             raise UserError(f"{manifest_path} lists no {MODEL}; re-export the bundle")
     return Bundle(root, manifest)
+
+
+def thresholds_for_budget(bundle: Bundle, budget: float) -> np.ndarray:
+    """Per-gate thresholds from the bundle's budget table: the most compute that stays within ``budget``."""
+    table = bundle.manifest.get("budget_table")
+    if not table:
+        raise UserError(f"bundle {bundle.root} has no budget table; re-export it to use --budget")
+    fitting = [r for r in table if r["compute_fraction"] <= budget + 1e-9]
+    if not fitting:
+        least = min(r["compute_fraction"] for r in table)
+        raise UserError(f"--budget {budget:g} is below the least compute this bundle reaches ({least:.3f})")
+    best = max(fitting, key=lambda r: (r["compute_fraction"], -r["threshold"]))
+    return np.full(len(bundle.gate_names), best["threshold"], np.float32)

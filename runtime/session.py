@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, load_bundle, thresholds_for_budget
 from .preprocess import load_image, normalize
 from .providers import open_session
 
@@ -27,16 +27,20 @@ class Prediction:
 
 
 class Runtime:
-    """The device-side entry point: ``Runtime(bundle_dir).predict(images)``."""
+    """The device-side entry point: ``Runtime(bundle_dir).predict(images)``.
+
+    ``budget`` picks gate thresholds from the bundle's budget table instead of the exported defaults.
+    """
 
     def __init__(self, bundle: str | Path | Bundle, threads: int | None = None,
-                 providers: list[str] | None = None):
+                 providers: list[str] | None = None, budget: float | None = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         inputs = self.bundle.manifest["input"]
         self.input_name = inputs["name"]
         self.thresholds_name = self.bundle.manifest["gate_thresholds_input"]
         self.mean, self.std = inputs["mean"], inputs["std"]
-        self.thresholds = self.bundle.default_thresholds()
+        self.thresholds = (self.bundle.default_thresholds() if budget is None
+                           else thresholds_for_budget(self.bundle, budget))
         size = self.bundle.image_size
         probe = {self.input_name: np.zeros((1, 3, size, size), np.float32), self.thresholds_name: self.thresholds}
         opened = open_session(self.bundle.model_path, providers, threads, probe)

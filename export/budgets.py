@@ -1,0 +1,45 @@
+"""The bundle's budget table: compute fraction and held-out accuracy across gate-threshold offsets.
+
+Lets the runtime move the same ``model.onnx`` to another compute budget (``--budget F``) without
+re-export: the table maps a budget to the threshold that met it on held-out images.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..adapters import GatedAdapterModel
+from ..adapters.model import CLOSE_ALL, OPEN_ALL
+from ..train import cache_prefix, compute_fraction, evaluate
+
+COARSE = np.arange(-12.0, 12.01, 1.0)
+MAX_STEP = 0.05    # refine until neighbouring rows differ by at most this much compute (or REFINE rounds)
+REFINE = 4
+
+
+def budget_table(model: GatedAdapterModel, images: np.ndarray, targets: np.ndarray, mean, std,
+                 costs: list[int]) -> list[dict]:
+    """One row per shared threshold: the compute fraction it gives and the accuracy it keeps.
+
+    A coarse grid, then midpoints wherever compute jumps, so steep regions get rows where they matter.
+    """
+    feats = cache_prefix(model, images, mean, std, lambda n: None)
+    rows: dict[float, dict] = {}
+
+    def add(off: float) -> None:
+        if off not in rows:
+            ev = evaluate(model, feats, targets, torch.full_like(model.thresholds, off))
+            rows[off] = {"threshold": off, "compute_fraction": round(compute_fraction(ev["gates"], costs), 6),
+                         "heldout_accuracy": round(ev["accuracy"], 6)}
+
+    for off in [OPEN_ALL, *COARSE.tolist(), round(float(model.thresholds[0]), 6), CLOSE_ALL]:
+        add(off)
+    for _ in range(REFINE):
+        keys = sorted(rows)
+        gaps = [(a, b) for a, b in zip(keys, keys[1:])
+                if abs(rows[a]["compute_fraction"] - rows[b]["compute_fraction"]) > MAX_STEP]
+        if not gaps:
+            break
+        for a, b in gaps:
+            add(round((a + b) / 2, 6))
+    return [rows[k] for k in sorted(rows)]
