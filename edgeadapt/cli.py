@@ -73,12 +73,16 @@ def train(data_dir, out_dir, budget, gate_scope, epochs, image_size, lr, open_we
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
-def export(run_dir, out_dir, force) -> None:
+@click.option("--device", default=None,
+              help="Device profile (name or .toml path): choose thresholds that fit its latency budget.")
+def export(run_dir, out_dir, force, device) -> None:
     """Export RUN_DIR to an ONNX bundle (one If per gate), checked against PyTorch."""
     _need_training_extra()
     from .export.bundle import export_run
+    from .runtime.devices import resolve_profile
 
-    manifest = export_run(run_dir, out_dir, force=force, log=_log)
+    profile = resolve_profile(device) if device else None
+    manifest = export_run(run_dir, out_dir, force=force, log=_log, device=profile)
     click.echo(f"wrote {out_dir}: {len(manifest['gates'])} gates, opset {manifest['opset']}, "
                f"parity {max(manifest['parity_max_abs_diff'].values()):.1e}")
 

@@ -6,22 +6,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from ..checkpoint import load_trained_model
 from ..errors import UserError
 from ..rundir import METRICS, RunDir, prepare_output, save_npz, staged_folder, write_json
 from ..runtime.bundle import FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
+from ..runtime.devices import DeviceProfile
 from ..runtime.preprocess import normalize
 from .budgets import budget_table
-from .onnx_graph import INPUT, OPSET, OUTPUTS, THRESHOLDS, count_if_nodes, export_onnx
+from .device_fit import fit_to_device
+from .onnx_graph import INPUT, OPSET, OUTPUTS, THRESHOLDS, count_if_nodes, export_onnx, set_threshold_default
 from .parity import check_parity
 
 MAX_SAMPLES = 64      # held-out images carried in the bundle for benchmarking
 PARITY_SAMPLES = 8
 
 
-def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Export, check parity, write the bundle through a temporary folder; returns the manifest."""
+def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[[str], None] = print,
+               device: DeviceProfile | None = None) -> dict:
+    """Export, check parity, write the bundle through a temporary folder; returns the manifest.
+
+    With a ``device``, the default thresholds are chosen to fit its latency budget (see device_fit).
+    """
     out_dir = Path(out_dir)
     prepare_output(out_dir, force, "bundle")
     model, meta = load_trained_model(run_dir)
@@ -72,6 +79,19 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
                                                  "linear_probe_accuracy", "compute_fraction", "mac_saving")},
             "files": {MODEL: sha256_file(tmp / MODEL), SAMPLES: sha256_file(tmp / SAMPLES)},
         }
+        if device is not None:
+            fit = fit_to_device(tmp / MODEL, manifest, images[keep], device, log)
+            thr = np.full(len(model.gate_names), fit["chosen"]["threshold"], np.float32)
+            set_threshold_default(proto, thr)
+            onnx.save(proto, str(tmp / MODEL))
+            for gate, t in zip(manifest["gates"], thr.tolist()):
+                gate["threshold"] = t
+            manifest["device_fit"] = fit
+            manifest["files"][MODEL] = sha256_file(tmp / MODEL)
+            chosen = fit["chosen"]
+            log(f"{device.name}: threshold {chosen['threshold']:g}, compute {chosen['compute_fraction']:.2f}, "
+                f"expected p{fit['latency_percentile']:g} {chosen['expected_latency_ms']:.2f} ms "
+                f"(budget {fit['latency_budget_ms']:g} ms), held-out accuracy {chosen['heldout_accuracy']:.3f}")
         write_json(tmp / MANIFEST, manifest)
     return manifest
 

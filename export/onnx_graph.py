@@ -35,12 +35,12 @@ def export_onnx(model: GatedAdapterModel, path: Path, image_size: int) -> onnx.M
         except Exception as exc:  # the exporter raises many internal types
             raise UserError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from None
     proto = program.model_proto
-    _set_threshold_default(proto, model.thresholds.numpy())
+    set_threshold_default(proto, model.thresholds.numpy())
     onnx.save(proto, str(path))
     return proto
 
 
-def _set_threshold_default(proto: onnx.ModelProto, thresholds) -> None:
+def set_threshold_default(proto: onnx.ModelProto, thresholds) -> None:
     """An initializer named like a graph input is that input's default (ORT lets callers override it)."""
     graph = proto.graph
     for init in list(graph.initializer):

@@ -1,0 +1,62 @@
+"""Budget-aware export: thresholds chosen so the latency measured on this host fits a device's budget."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import Trained, run_cli
+from edgeadapt.export.device_fit import fit_to_device
+from edgeadapt.runtime import load_bundle
+from edgeadapt.runtime.devices import load_profile
+from onnx import numpy_helper
+from test_bench_device import write_profile
+
+from edgeadapt.errors import UserError
+
+pytestmark = pytest.mark.slow
+
+
+def fit(trained: Trained, profile: Path) -> dict:
+    bundle = load_bundle(trained.bundle)
+    images, _ = bundle.samples()
+    return fit_to_device(bundle.model_path, bundle.manifest, images, load_profile(profile), log=lambda m: None)
+
+
+def test_generous_budget_takes_the_most_accurate_setting(trained: Trained, tmp_path: Path) -> None:
+    result = fit(trained, write_profile(tmp_path / "roomy.toml", latency_ms=10_000))
+    best = max(r["heldout_accuracy"] for r in result["measured"])
+    assert result["chosen"]["heldout_accuracy"] == best
+    assert result["chosen"]["expected_latency_ms"] <= 10_000
+    assert "exporting host" in result["expected_latency_basis"]
+
+
+def test_tight_budget_keeps_expected_latency_within_it(trained: Trained, tmp_path: Path) -> None:
+    probe = fit(trained, write_profile(tmp_path / "probe.toml", latency_ms=10_000))
+    budget = float(np.median([r["expected_latency_ms"] for r in probe["measured"]]))
+    result = fit(trained, write_profile(tmp_path / "tight.toml", latency_ms=budget))
+    assert result["chosen"]["expected_latency_ms"] <= budget
+    assert result["chosen"]["heldout_accuracy"] == max(
+        r["heldout_accuracy"] for r in result["measured"] if r["expected_latency_ms"] <= budget)
+
+
+def test_impossible_budget_is_one_clear_error(trained: Trained, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no gate setting fits impossible's p90 budget of 1e-06 ms"):
+        fit(trained, write_profile(tmp_path / "impossible.toml", latency_ms=1e-6))
+
+
+def test_export_with_device_records_choice_and_sets_default(trained: Trained, tmp_path: Path) -> None:
+    profile = write_profile(tmp_path / "roomy.toml", latency_ms=10_000)
+    out = tmp_path / "bundle"
+    proc = run_cli("export", trained.run, "--out", out, "--device", profile)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    chosen = manifest["device_fit"]["chosen"]["threshold"]
+    assert manifest["device_fit"]["device"] == "roomy"
+    assert all(g["threshold"] == pytest.approx(chosen) for g in manifest["gates"])
+    model = onnx.load(str(out / "model.onnx"))
+    default = next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name == "gate_thresholds")
+    np.testing.assert_allclose(default, chosen, rtol=0, atol=1e-6)
+    load_bundle(out)  # hashes still match after the threshold was rewritten
