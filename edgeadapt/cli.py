@@ -209,6 +209,26 @@ def devices_show(name_or_path, as_json) -> None:
     click.echo(json.dumps(profile.to_dict(), indent=2) if as_json else format_profile(profile))
 
 
+@devices.command("calibrate")
+@click.argument("name_or_path")
+@click.option("--runs", default=100, show_default=True, type=click.IntRange(5, 10**6))
+@click.option("--force", is_flag=True, help="Calibrate even though this host does not match the profile.")
+def devices_calibrate(name_or_path, runs, force) -> None:
+    """Time the reference workload here, on the device itself, and keep the score in a local profile copy."""
+    from .runtime.bench import host_mismatch
+    from .runtime.calibrate import calibrate
+    from .runtime.devices import resolve_profile
+
+    profile = resolve_profile(name_or_path)
+    mismatch = host_mismatch(profile)
+    if mismatch and not force:
+        raise UserError(f"this host is not {profile.name} ({'; '.join(mismatch)}): run calibrate on the device "
+                        "itself, or pass --force")
+    calibrated, path = calibrate(profile, runs)
+    click.echo(f"{profile.name}: reference workload {calibrated.calibration.reference} median "
+               f"{calibrated.calibration.reference_ms:.3f} ms; wrote {path}")
+
+
 def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import UserError
 from .bundle import load_bundle
-from .devices import DeviceProfile
+from .calibrate import estimate_on_target
+from .devices import HOST, DeviceProfile, resolve_profile
 from .preprocess import load_image
 from .session import ALL_OPEN, Runtime
 
@@ -152,7 +153,9 @@ def verdict(device: DeviceProfile, gated_ms: list[float], peak_mb: float) -> dic
         "memory": {"budget_mb": b.memory_mb, "measured_mb": peak_mb, "met": peak_mb <= b.memory_mb},
     }
     mismatch = host_mismatch(device)
+    estimate = estimate_on_target(headline, _calibrated_host(), device) if mismatch else None
     return {
+        "estimated_on_device": estimate,
         "device": device.name,
         "headline_latency_ms": headline,
         "budgets": budgets,
@@ -173,6 +176,12 @@ def host_mismatch(device: DeviceProfile) -> list[str]:
     if cores != device.hardware.cores:
         out.append(f"cores: this host has {cores}, {device.name} has {device.hardware.cores}")
     return out
+
+
+def _calibrated_host() -> DeviceProfile | None:
+    """This host's calibrated local copy, if ``devices calibrate host`` was run here."""
+    host = resolve_profile(HOST)
+    return host if host.calibration else None
 
 
 _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
@@ -215,6 +224,13 @@ def format_verdict(r: dict) -> str:
     ]
     for line in r["host_mismatch"]:
         lines.append(f"NOTE          this host is not {r['device']} ({line}): the figures describe this host")
+    est = r.get("estimated_on_device")
+    if est:
+        lines.append(f"ESTIMATE      p{lat['percentile']:g} on {r['device']} about {est['estimated_ms']:.2f} ms "
+                     f"(x{est['ratio']:.2f} from {est['basis']}; an estimate, not a measurement)")
+    elif r["host_mismatch"]:
+        lines.append(f"              no estimate: run 'edgeadapt devices calibrate host' here and "
+                     f"'edgeadapt devices calibrate {r['device']}' on the device")
     return "\n".join(lines)
 
 

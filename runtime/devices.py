@@ -27,12 +27,16 @@ HOST_SOURCE = "derived at run time from this machine"
 # table ("" is the top level) -> field -> (kind, required). Kinds are checked by _check_value.
 SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
     "": {"name": ("str", True), "description": ("str", True), "hardware": ("table", True),
-         "runtime": ("table", True), "budgets": ("table", True), "power": ("table", False)},
+         "runtime": ("table", True), "budgets": ("table", True), "power": ("table", False),
+         "calibration": ("table", False)},
     "hardware": {"arch": ("str", True), "cpu": ("str", True), "cores": ("int", True),
                  "memory_mb": ("number", True), "sources": ("strlist", True)},
     "runtime": {"threads": ("int", True), "execution_providers": ("strlist", True)},
     "budgets": {"latency_ms": ("number", True), "latency_percentile": ("percent", True), "memory_mb": ("number", True)},
     "power": {"watts": ("number", True)},
+    # written by `edgeadapt devices calibrate` into a local copy of the profile
+    "calibration": {"reference": ("str", True), "reference_ms": ("number", True), "measured": ("str", True),
+                    "onnxruntime": ("str", True)},
 }
 
 
@@ -72,6 +76,16 @@ class Power:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """The reference workload's median latency measured on the device itself."""
+
+    reference: str
+    reference_ms: float
+    measured: str
+    onnxruntime: str
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """One target device; ``path`` is the TOML file it came from (None for ``host``)."""
 
@@ -82,6 +96,7 @@ class DeviceProfile:
     budgets: Budgets
     power: Power | None
     path: Path | None
+    calibration: Calibration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict in the TOML layout, plus ``path``."""
@@ -123,6 +138,23 @@ def host_profile() -> DeviceProfile:
     return _build(data, HOST, None)
 
 
+def local_profiles_dir() -> Path:
+    """Where calibrated copies live: ``$EDGEADAPT_HOME/devices`` or ``~/.config/edgeadapt/devices``."""
+    home = os.environ.get("EDGEADAPT_HOME")
+    return (Path(home) if home else Path.home() / ".config" / "edgeadapt") / "devices"
+
+
+def to_toml(profile: DeviceProfile) -> str:
+    """The profile as TOML in the documented layout (only strings, numbers and string lists occur)."""
+    data = profile.to_dict()
+    lines = [f"name = {json.dumps(data['name'])}", f"description = {json.dumps(data['description'])}"]
+    for table in ("hardware", "runtime", "budgets", "power", "calibration"):
+        if data.get(table):
+            lines.append(f"\n[{table}]")
+            lines += [f"{key} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for key, v in data[table].items()]
+    return "\n".join(lines) + "\n"
+
+
 def list_profiles() -> list[DeviceProfile]:
     """Every built-in profile (sorted by name) followed by ``host``."""
     return [load_profile(p) for p in sorted(builtin_profiles_dir().glob("*.toml"))] + [host_profile()]
@@ -131,6 +163,9 @@ def list_profiles() -> list[DeviceProfile]:
 def resolve_profile(name_or_path: str | Path) -> DeviceProfile:
     """A built-in name, ``host``, or a path to a ``.toml`` file."""
     text = str(name_or_path)
+    local = local_profiles_dir() / f"{text}.toml"
+    if "/" not in text and os.sep not in text and local.is_file():
+        return load_profile(local)
     if text == HOST:
         return host_profile()
     builtin = builtin_profiles_dir() / f"{text}.toml"
@@ -155,7 +190,7 @@ def format_table(profiles: list[DeviceProfile]) -> str:
 def format_profile(profile: DeviceProfile) -> str:
     """Every field of one profile, readable, for ``edgeadapt devices show``."""
     lines = [f"{profile.name}: {profile.description}", f"file: {profile.path or HOST_SOURCE}"]
-    for table in ("hardware", "runtime", "budgets", "power"):
+    for table in ("hardware", "runtime", "budgets", "power", "calibration"):
         section = getattr(profile, table)
         if section is None:
             continue
@@ -169,7 +204,7 @@ def format_profile(profile: DeviceProfile) -> str:
 
 def _build(data: dict[str, Any], where: str, path: Path | None) -> DeviceProfile:
     _check_table(data, "", where)
-    for table in ("hardware", "runtime", "budgets", "power"):
+    for table in ("hardware", "runtime", "budgets", "power", "calibration"):
         if table in data:
             _check_table(data[table], table, where)
     hw, rt = data["hardware"], data["runtime"]
@@ -180,6 +215,7 @@ def _build(data: dict[str, Any], where: str, path: Path | None) -> DeviceProfile
         budgets=Budgets(**data["budgets"]),
         power=Power(**data["power"]) if "power" in data else None,
         path=path,
+        calibration=Calibration(**data["calibration"]) if "calibration" in data else None,
     )
 
 

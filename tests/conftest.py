@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # torch is imported lazily so that OMP_NUM_THREADS below appl
 # thread when the cores are busy. Set before torch is imported (test modules import it after this file);
 # subprocesses inherit it. Override by exporting OMP_NUM_THREADS.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# calibrated device copies go to a throw-away folder, never the user's ~/.config/edgeadapt
+os.environ["EDGEADAPT_HOME"] = tempfile.mkdtemp(prefix="edgeadapt-test-home-")
 ORT_THREADS = 1
 
 IMAGE_SIZE = 64

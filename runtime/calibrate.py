@@ -1,0 +1,58 @@
+"""``edgeadapt devices calibrate``: time a fixed reference workload on the device, keep the score locally.
+
+With scores for this host and for a target, a latency measured here can be scaled to an estimate for
+the target (always labelled as an estimate). No score is shipped: each comes from running this.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .devices import Calibration, DeviceProfile, local_profiles_dir, to_toml
+from .providers import open_session
+
+REFERENCE = "mbconv-v1"
+REFERENCE_PATH = Path(__file__).with_name("reference_workload.onnx")
+
+
+def measure_reference(profile: DeviceProfile, runs: int = 100, warmup: int = 10) -> float:
+    """Median batch-1 latency (ms) of the reference workload under the profile's threads and providers."""
+    x = np.random.default_rng(0).standard_normal((1, 32, 56, 56)).astype(np.float32)
+    opened = open_session(REFERENCE_PATH, list(profile.runtime.execution_providers), profile.runtime.threads,
+                          {"input": x})
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        opened.session.run(None, {"input": x})
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def calibrate(profile: DeviceProfile, runs: int = 100) -> tuple[DeviceProfile, Path]:
+    """Measure, then write the profile with its ``[calibration]`` table to the local profiles folder."""
+    score = measure_reference(profile, runs)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    calibrated = replace(profile, calibration=Calibration(REFERENCE, round(score, 4), stamp, ort.__version__))
+    folder = local_profiles_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{profile.name}.toml"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(to_toml(calibrated))
+    tmp.replace(path)
+    return replace(calibrated, path=path), path
+
+
+def estimate_on_target(host_ms: float, host: DeviceProfile | None, target: DeviceProfile) -> dict | None:
+    """Scale a host latency by the ratio of reference scores; None unless both are calibrated alike."""
+    if not (host and host.calibration and target.calibration):
+        return None
+    if host.calibration.reference != target.calibration.reference:
+        return None
+    ratio = target.calibration.reference_ms / host.calibration.reference_ms
+    return {"estimated_ms": host_ms * ratio, "ratio": ratio, "basis": f"reference workload {REFERENCE} scores",
+            "label": "estimate"}
