@@ -11,13 +11,14 @@ import onnx
 from ..checkpoint import load_trained_model
 from ..errors import UserError
 from ..rundir import METRICS, RunDir, prepare_output, save_npz, staged_folder, write_json
-from ..runtime.bundle import FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
+from ..runtime.bundle import DENSE, FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
 from ..runtime.devices import DeviceProfile
 from ..runtime.preprocess import normalize
 from .budgets import budget_table
+from .dense_graph import inline_if_nodes
 from .device_fit import fit_to_device
 from .onnx_graph import INPUT, OPSET, OUTPUTS, THRESHOLDS, count_if_nodes, export_onnx, set_threshold_default
-from .parity import check_parity
+from .parity import check_dense_parity, check_parity
 
 MAX_SAMPLES = 64      # held-out images carried in the bundle for benchmarking
 PARITY_SAMPLES = 8
@@ -92,6 +93,9 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             log(f"{device.name}: threshold {chosen['threshold']:g}, compute {chosen['compute_fraction']:.2f}, "
                 f"expected p{fit['latency_percentile']:g} {chosen['expected_latency_ms']:.2f} ms "
                 f"(budget {fit['latency_budget_ms']:g} ms), held-out accuracy {chosen['heldout_accuracy']:.3f}")
+        onnx.save(inline_if_nodes(proto), str(tmp / DENSE))
+        manifest["dense_parity_max_abs_diff"] = check_dense_parity(tmp / MODEL, tmp / DENSE, x, len(model.gate_names))
+        manifest["files"][DENSE] = sha256_file(tmp / DENSE)
         write_json(tmp / MANIFEST, manifest)
     return manifest
 

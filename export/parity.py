@@ -46,3 +46,21 @@ def check_parity(model: GatedAdapterModel, onnx_path: str, x: np.ndarray) -> dic
 
 class ParityError(UserError):
     """The exported graph does not compute what the PyTorch model computes."""
+
+
+def check_dense_parity(gated_path, dense_path, x: np.ndarray, n_gates: int) -> float:
+    """The graph without ``If`` must compute what the gated graph computes, for every case above."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    gated = ort.InferenceSession(str(gated_path), opts, providers=["CPUExecutionProvider"])
+    dense = ort.InferenceSession(str(dense_path), opts, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for name, thr in threshold_cases(np.zeros(n_gates, np.float32)).items():
+        a = gated.run(None, {INPUT: x, THRESHOLDS: thr})
+        b = dense.run(None, {INPUT: x, THRESHOLDS: thr})
+        if not np.array_equal(a[1], b[1]):
+            raise ParityError(f"the graph without If decides gates differently with gates {name}")
+        worst = max(worst, float(np.abs(a[0] - b[0]).max()))
+        if worst > TOLERANCE:
+            raise ParityError(f"the graph without If differs by {worst:.2e} (> {TOLERANCE:g}) with gates {name}")
+    return worst

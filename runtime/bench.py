@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .bundle import load_bundle
+from .bundle import DENSE, load_bundle
 from .calibrate import estimate_on_target
 from .devices import HOST, DeviceProfile, resolve_profile
 from .preprocess import load_image
@@ -90,14 +90,20 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     bundle = load_bundle(bundle_dir)
     threads = threads or (device.runtime.threads if device else None)
     providers = list(device.runtime.execution_providers) if device else ["CPUExecutionProvider"]
-    rt = Runtime(bundle, threads=threads, providers=providers, budget=budget)
+    graph = device.runtime.graph if device else "gated"
+    rt = Runtime(bundle, threads=threads, providers=providers, budget=budget, graph=graph)
+    gated = rt if graph == "gated" else Runtime(bundle, threads=threads, providers=providers, budget=budget)
+    dense = (Runtime(bundle, threads=threads, providers=providers, budget=budget, graph="dense")
+             if (bundle.root / DENSE).exists() and graph == "gated" else rt if graph == "dense" else None)
     images, targets = load_inputs(rt, data)
     xs = rt.prepare(images)
     open_thr = np.full_like(rt.thresholds, ALL_OPEN)
     for i in range(warmup):
         rt.infer(xs[i % len(xs)][None])
-        rt.infer(xs[i % len(xs)][None], open_thr)
-    gated_ms, open_ms, gate_rows, correct = [], [], [], 0
+        gated.infer(xs[i % len(xs)][None], open_thr)
+        if dense is not None and dense is not rt:
+            dense.infer(xs[i % len(xs)][None])
+    gated_ms, open_ms, dense_ms, gate_rows, correct = [], [], [], [], 0
     started = time.perf_counter()
     i = 0
     while i < runs or time.perf_counter() - started < min_duration_s:
@@ -106,8 +112,12 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         logits, gates = rt.infer(x)
         gated_ms.append((time.perf_counter() - t) * 1e3)
         t = time.perf_counter()
-        rt.infer(x, open_thr)
+        gated.infer(x, open_thr)
         open_ms.append((time.perf_counter() - t) * 1e3)
+        if dense is not None and dense is not rt:
+            t = time.perf_counter()
+            dense.infer(x)
+            dense_ms.append((time.perf_counter() - t) * 1e3)
         gate_rows.append(gates[0])
         if targets is not None:
             correct += int(logits[0].argmax() == targets[i % len(xs)])
@@ -136,6 +146,12 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         "accuracy": correct / i if targets is not None else None,
         "peak_rss_mb": peak_rss_mb(),
     }
+    result["graph"] = graph
+    if dense is rt:
+        dense_ms = gated_ms
+    if dense_ms:
+        result["dense_latency_ms"] = percentiles(dense_ms)
+        result["gating_pays"] = latency["p50"] < result["dense_latency_ms"]["p50"] if graph == "gated" else None
     if device:
         result.update(verdict(device, gated_ms, result["peak_rss_mb"]))
     if measure_cold_start:
@@ -196,6 +212,7 @@ def format_table(r: dict) -> str:
         f"{'gated':14}" + "".join(f"{lat[k]:9.2f}" for k in ("p50", "p90", "p99", "mean")),
         f"{'all gates open':14}" + "".join(f"{op[k]:9.2f}" for k in ("p50", "p90", "p99", "mean")),
         f"saving        {r['saving'] * 100:.1f}% of p50 latency against every gate open",
+        *_dense_lines(r),
         f"throughput    {r['throughput_per_s']:.1f} inferences/s (single stream)",
         f"first infer   {r['first_inference_ms']:.1f} ms" + (
             f"   cold start {r['cold_start_ms']:.0f} ms (fresh process: import + session + first inference)"
@@ -210,6 +227,18 @@ def format_table(r: dict) -> str:
         lines.append(f"accuracy      {r['accuracy'] * 100:.1f}% on the benchmark inputs")
     lines.append("gate open rate  " + "  ".join(f"{k} {v:.2f}" for k, v in r["gate_rates"].items()))
     return "\n".join(lines)
+
+
+def _dense_lines(r: dict) -> list[str]:
+    """The graph without If beside the gated one, and a plain word when gating does not pay here."""
+    if "dense_latency_ms" not in r:
+        return []
+    d = r["dense_latency_ms"]
+    line = [f"{'no If (dense)':14}" + "".join(f"{d[k]:9.2f}" for k in ("p50", "p90", "p99", "mean"))]
+    if r.get("gating_pays") is False:
+        line.append(f"NOTE          on {r['provider']} the gated graph is slower than the graph without If: "
+                    "gating costs more than it saves here; use the dense graph (graph = \"dense\" in the profile)")
+    return line
 
 
 def format_verdict(r: dict) -> str:

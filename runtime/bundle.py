@@ -12,6 +12,7 @@ from ..errors import UserError
 
 MANIFEST = "manifest.json"
 MODEL = "model.onnx"
+DENSE = "model_dense.onnx"  # the same model with every If inlined (for devices where conditionals cost)
 SAMPLES = "samples.npz"
 FORMAT_VERSION = 1
 
@@ -35,6 +36,14 @@ class Bundle:
     @property
     def model_path(self) -> Path:
         return self.root / MODEL
+
+    def graph_path(self, graph: str) -> Path:
+        """``gated`` (one If per gate) or ``dense`` (no If)."""
+        if graph == "dense":
+            if not (self.root / DENSE).exists():
+                raise UserError(f"bundle {self.root} has no {DENSE}; re-export it to run the dense graph")
+            return self.root / DENSE
+        return self.model_path
 
     @property
     def labels(self) -> list[str]:

@@ -31,7 +31,7 @@ SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
          "calibration": ("table", False)},
     "hardware": {"arch": ("str", True), "cpu": ("str", True), "cores": ("int", True),
                  "memory_mb": ("number", True), "sources": ("strlist", True)},
-    "runtime": {"threads": ("int", True), "execution_providers": ("strlist", True)},
+    "runtime": {"threads": ("int", True), "execution_providers": ("strlist", True), "graph": ("graph", False)},
     "budgets": {"latency_ms": ("number", True), "latency_percentile": ("percent", True), "memory_mb": ("number", True)},
     "power": {"watts": ("number", True)},
     # written by `edgeadapt devices calibrate` into a local copy of the profile
@@ -57,6 +57,7 @@ class RuntimeSettings:
 
     threads: int
     execution_providers: tuple[str, ...]
+    graph: str = "gated"  # "dense" where conditionals cost more than they save (e.g. a GPU provider)
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ def _build(data: dict[str, Any], where: str, path: Path | None) -> DeviceProfile
     return DeviceProfile(
         name=data["name"], description=data["description"],
         hardware=Hardware(**{**hw, "sources": tuple(hw["sources"])}),
-        runtime=RuntimeSettings(threads=rt["threads"], execution_providers=tuple(rt["execution_providers"])),
+        runtime=RuntimeSettings(threads=rt["threads"], execution_providers=tuple(rt["execution_providers"]),
+                                graph=rt.get("graph", "gated")),
         budgets=Budgets(**data["budgets"]),
         power=Power(**data["power"]) if "power" in data else None,
         path=path,
@@ -246,6 +248,8 @@ def _check_value(kind: str, value: Any) -> str | None:
         return None if is_number and isinstance(value, int) and value > 0 else "a positive integer"
     if kind == "number":
         return None if is_number and value > 0 else "a positive number"
+    if kind == "graph":
+        return None if value in ("gated", "dense") else 'one of "gated", "dense"'
     if kind == "percent":
         return None if is_number and 0 < value <= 100 else "a number in (0, 100]"
     ok = isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value)

@@ -58,4 +58,7 @@ def _options(threads: int | None) -> ort.SessionOptions:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # idle pool threads must not spin: benchmarks interleave sessions (gated, dense) on few cores, and a
+    # spinning pool would steal the next session's CPU and bias every comparison
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts

@@ -29,11 +29,12 @@ class Prediction:
 class Runtime:
     """The device-side entry point: ``Runtime(bundle_dir).predict(images)``.
 
-    ``budget`` picks gate thresholds from the bundle's budget table instead of the exported defaults.
+    ``budget`` picks gate thresholds from the bundle's budget table instead of the exported defaults;
+    ``graph="dense"`` runs the bundle's graph without ``If`` (same results, every branch computed).
     """
 
     def __init__(self, bundle: str | Path | Bundle, threads: int | None = None,
-                 providers: list[str] | None = None, budget: float | None = None):
+                 providers: list[str] | None = None, budget: float | None = None, graph: str = "gated"):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         inputs = self.bundle.manifest["input"]
         self.input_name = inputs["name"]
@@ -43,7 +44,8 @@ class Runtime:
                            else thresholds_for_budget(self.bundle, budget))
         size = self.bundle.image_size
         probe = {self.input_name: np.zeros((1, 3, size, size), np.float32), self.thresholds_name: self.thresholds}
-        opened = open_session(self.bundle.model_path, providers, threads, probe)
+        self.graph = graph
+        opened = open_session(self.bundle.graph_path(graph), providers, threads, probe)
         self.session, self.provider, self.provider_warnings = opened.session, opened.provider, opened.warnings
         self.session_ms, self.first_inference_ms = opened.session_ms, opened.first_inference_ms
 
