@@ -63,7 +63,7 @@ def test_manifest_lists_gates_labels_and_input(manifest: dict, trained: Trained)
 
 
 def test_manifest_hashes_match_files(manifest: dict, trained: Trained) -> None:
-    assert set(manifest["files"]) == {"model.onnx", "samples.npz"}
+    assert set(manifest["files"]) == {"model.onnx", "model_dense.onnx", "samples.npz"}
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((trained.bundle / name).read_bytes()).hexdigest() == digest
 
