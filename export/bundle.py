@@ -14,6 +14,7 @@ from ..rundir import METRICS, RunDir, prepare_output, save_npz, staged_folder, w
 from ..runtime.bundle import DENSE, FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
 from ..runtime.devices import DeviceProfile
 from ..runtime.preprocess import normalize
+from ..train import GateCosts
 from .budgets import budget_table
 from .dense_graph import inline_if_nodes
 from .device_fit import fit_to_device
@@ -50,7 +51,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
         log(f"parity with PyTorch: max |logit diff| {max(parity.values()):.1e} over "
             f"{', '.join(parity)} ({time.perf_counter() - started:.0f}s)")
         costs = meta["costs"]
-        scope_costs = costs["block_macs"] if config.gate_scope == "block" else costs["adapter_macs"]
+        scope_costs = GateCosts(**costs).for_scope(config.gate_scope)
         log("tabulating compute and accuracy across thresholds (for run-time --budget)...")
         table = budget_table(model, images, targets, norm["mean"], norm["std"], scope_costs)
         keep = _spread(targets, MAX_SAMPLES)
