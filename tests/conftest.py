@@ -112,7 +112,7 @@ def median_thresholds(model: GatedAdapterModel, x: torch.Tensor) -> torch.Tensor
                 model(x, thr)
         finally:
             handle.remove()
-        logits = seen[0].sort().values
+        logits = seen[0].flatten().sort().values
         mid = len(logits) // 2
         # gates open where logit > threshold: between the two middle logits exactly half the samples open
         thr[k] = logits[mid] if len(logits) % 2 else (logits[mid - 1] + logits[mid]) / 2

@@ -105,7 +105,7 @@ def test_block_scope_closed_gate_runs_only_the_adapter(block_model: GatedAdapter
     rows = _block_io(block_model, x, torch.full((9,), CLOSE_ALL))
     assert len(rows) == 9
     for block, inp, out, gate in rows:
-        assert torch.equal(gate, torch.zeros(4))
+        assert gate.shape == (4, 1) and not (gate > 0).any()  # the block reports its gate margin
         with torch.no_grad():
             expected = inp + block.adapter(inp)
             assert torch.equal(out, expected)
@@ -114,14 +114,14 @@ def test_block_scope_closed_gate_runs_only_the_adapter(block_model: GatedAdapter
 
 def test_block_scope_open_gate_runs_block_and_adapter(block_model: GatedAdapterModel) -> None:
     for block, inp, out, gate in _block_io(block_model, _x(), torch.full((9,), OPEN_ALL)):
-        assert torch.equal(gate, torch.ones(4))
+        assert gate.shape == (4, 1) and (gate > 0).all()
         with torch.no_grad():
             assert torch.allclose(out, block.block(inp) + block.adapter(inp), rtol=0, atol=1e-6)
 
 
 def test_adapter_scope_closed_gate_gives_frozen_block_output(adapter_model: GatedAdapterModel) -> None:
     for block, inp, out, gate in _block_io(adapter_model, _x(), torch.full((9,), CLOSE_ALL)):
-        assert torch.equal(gate, torch.zeros(4))
+        assert gate.shape == (4, 1) and not (gate > 0).any()  # the block reports its gate margin
         with torch.no_grad():
             assert torch.equal(out, block.block(inp))
             assert block.adapter(inp).abs().max() > 1e-3  # the adapter would have changed it

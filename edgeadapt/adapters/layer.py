@@ -23,7 +23,7 @@ class BottleneckAdapter(nn.Module):
 
 
 class Gate(nn.Module):
-    """Pooled block input -> one linear unit -> one logit per sample (open when logit > threshold)."""
+    """Pooled block input -> one linear unit -> one logit per sample, shape ``[N, 1]`` (open when logit > threshold)."""
 
     def __init__(self, channels: int, init_bias: float = 2.0):
         super().__init__()
@@ -32,7 +32,7 @@ class Gate(nn.Module):
         nn.init.constant_(self.proj.bias, init_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x.mean(dim=(2, 3)))[:, 0]
+        return self.proj(x.mean(dim=(2, 3)))
 
 
 def sample_gate(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -61,33 +61,35 @@ class GatedBlock(nn.Module):
         self.temperature = 1.0
 
     def forward(self, x: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the block output and the per-sample gate value (0/1; relaxed while training)."""
-        logit = self.gate(x)
+        """Returns the block output and, per sample ``[N, 1]``, the gate margin (logit - threshold; open when
+        positive) in eval mode or the relaxed open probability while training."""
+        margin = self.gate(x) - threshold
         if self.training:
-            g = sample_gate(logit - threshold, self.temperature)
-            return self._mix(x, g), torch.sigmoid(logit - threshold)
-        is_open = logit > threshold
-        o4 = is_open[:, None, None, None]
+            return self._mix(x, sample_gate(margin, self.temperature)), torch.sigmoid(margin)
+        # every op here runs at every gate, open or closed, so the graph is kept to the few it needs
+        any_open = margin.max() > 0
         if self.scope == "block":
-            def run(x: torch.Tensor) -> torch.Tensor:
-                return torch.where(o4, self.block(x), x)
+            out = torch.cond(any_open, self._run_block, _keep, (x, margin))
+            return out + self.adapter(x), margin
+        return torch.cond(any_open, self._run_adapter, _keep_base, (self.block(x), x, margin)), margin
 
-            out = torch.cond(is_open.any(), run, _keep, (x,))
-            return out + self.adapter(x), is_open.to(x.dtype)
+    def _run_block(self, x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+        return torch.where(margin[:, :, None, None] > 0, self.block(x), x)
 
-        def run_adapter(base: torch.Tensor) -> torch.Tensor:
-            return base + torch.where(o4, self.adapter(x), torch.zeros_like(base))
-
-        out = torch.cond(is_open.any(), run_adapter, _keep, (self.block(x),))
-        return out, is_open.to(x.dtype)
+    def _run_adapter(self, base: torch.Tensor, x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+        return base + torch.where(margin[:, :, None, None] > 0, self.adapter(x), torch.zeros_like(base))
 
     def _mix(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Training path: both branches computed, weighted by the straight-through gate."""
-        g4 = g[:, None, None, None]
+        g4 = g[:, :, None, None]
         if self.scope == "block":
             return g4 * self.block(x) + (1 - g4) * x + self.adapter(x)
         return self.block(x) + g4 * self.adapter(x)
 
 
-def _keep(x: torch.Tensor) -> torch.Tensor:
+def _keep(x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
     return x.clone()
+
+
+def _keep_base(base: torch.Tensor, x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    return base.clone()

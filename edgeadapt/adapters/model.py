@@ -53,7 +53,7 @@ class GatedAdapterModel(nn.Module):
 
     def suffix(self, h: torch.Tensor, thresholds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Everything from the first gate to the logits."""
-        thr = self.thresholds if thresholds is None else thresholds
+        thr = (self.thresholds if thresholds is None else thresholds).split(1)  # one Split, not a Gather per gate
         gates = []
         for block in self.backbone._blocks[self.first_gated:]:
             if isinstance(block, GatedBlock):
@@ -62,7 +62,8 @@ class GatedAdapterModel(nn.Module):
             else:
                 h = block(h)
         logits = self.head(self.dropout(self.backbone.head_features(h)))
-        return logits, torch.stack(gates, dim=1)
+        gates = torch.cat(gates, dim=1)
+        return logits, gates if self.training else (gates > 0).to(logits.dtype)
 
     def forward(self, x: torch.Tensor, thresholds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.suffix(self.prefix(x), thresholds)
