@@ -56,7 +56,7 @@ def test_bench_writes_json_result(trained: Trained, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "saving" in proc.stdout and "gate open rate" in proc.stdout  # the human table
     result = json.loads(out.read_text())
-    for key in ("latency_ms", "all_open_latency_ms"):
+    for key in ("latency_ms", "all_open_latency_ms", "all_closed_latency_ms"):
         lat = result[key]
         assert set(lat) == {"p50", "p90", "p99", "mean"}
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
@@ -65,6 +65,9 @@ def test_bench_writes_json_result(trained: Trained, tmp_path: Path) -> None:
     assert result["runs"] == 20
     assert result["throughput_per_s"] == pytest.approx(1000.0 / result["latency_ms"]["mean"], rel=1e-9)
     assert abs(result["saving"] - (1 - result["latency_ms"]["p50"] / result["all_open_latency_ms"]["p50"])) <= 1e-9
+    ceiling = 1 - result["all_closed_latency_ms"]["p50"] / result["all_open_latency_ms"]["p50"]
+    assert result["saving_ceiling"] == pytest.approx(ceiling, abs=1e-9)
+    assert "ceiling" in proc.stdout and "with every gate closed" in proc.stdout
     manifest = json.loads((trained.bundle / "manifest.json").read_text())
     assert list(result["gate_rates"]) == [g["name"] for g in manifest["gates"]]
     assert all(0.0 <= v <= 1.0 for v in result["gate_rates"].values())
