@@ -42,28 +42,32 @@ def cli() -> None:
 @cli.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Image folder: one sub-folder per class.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
+@click.option("--mode", default="sparse", show_default=True,
+              type=click.Choice(["sparse", "dense", "static", "linear-probe", "full"]),
+              help="sparse: gated adapters; the rest are baselines to compare with (docs/baselines.md).")
 @click.option("--budget", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
-              help="Target fraction of gated compute that runs.")
+              help="Target fraction of gated compute that runs (static: of residual-block compute kept).")
 @click.option("--gate-scope", default="block", show_default=True, type=click.Choice(["block", "adapter"]),
               help="block: a closed gate skips the frozen block; adapter: it skips only the adapter.")
 @click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
-@click.option("--lr", default=1e-2, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
+              help="Peak learning rate [default: 1e-2; 1e-3 for --mode full].")
 @click.option("--open-weight", default=0.0, show_default=True, type=click.FloatRange(0.0),
               help="Also train the network with every gate open, at this loss weight (see docs/gating.md).")
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Held-out fraction.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def train(data_dir, out_dir, budget, gate_scope, epochs, image_size, lr, open_weight, holdout, seed, force,
+def train(data_dir, out_dir, mode, budget, gate_scope, epochs, image_size, lr, open_weight, holdout, seed, force,
           as_json) -> None:
-    """Train gated adapters on an image folder; writes RUN_DIR with weights and metrics.json."""
+    """Train gated adapters (or a baseline) on an image folder; writes RUN_DIR with weights and metrics.json."""
     _need_training_extra()
     from .adapters import GatedAdapterConfig
-    from .train import TrainOptions, run_training
+    from .train import TrainOptions, default_lr, run_training
 
-    config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget)
-    opts = TrainOptions(epochs=epochs, lr=lr, seed=seed, open_weight=open_weight)
+    config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode)
+    opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
     _report_metrics(metrics, out_dir, as_json)
@@ -104,8 +108,8 @@ def run(bundle_dir, inputs, threads, budget, as_json) -> None:
             click.echo(json.dumps({"input": str(path), **pred.to_dict()}))
         else:
             fired = [k for k, v in pred.gates.items() if v]
-            click.echo(f"{path}\t{pred.label}\t{pred.score:.3f}\tgates open {len(fired)}/{len(pred.gates)}: "
-                       f"{','.join(fired) or '-'}")
+            gates = f"\tgates open {len(fired)}/{len(pred.gates)}: {','.join(fired) or '-'}" if pred.gates else ""
+            click.echo(f"{path}\t{pred.label}\t{pred.score:.3f}{gates}")
 
 
 @cli.command()
@@ -183,6 +187,70 @@ def demo(out_dir, force, as_json) -> None:
     click.echo(json.dumps(summary, indent=2) if as_json else report)
 
 
+@cli.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Image folder: one sub-folder per class.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Sweep folder: runs/, bundles/, sweep.json, sweep.png.")
+@click.option("--budgets", default="0.25,0.5,0.75", show_default=True, help="Budgets for the sparse and static models.")
+@click.option("--modes", default=",".join(["sparse", "dense", "static", "linear-probe", "full"]), show_default=True)
+@click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
+@click.option("--runs", default=200, show_default=True, type=click.IntRange(1), help="Timed runs per bundle.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
+def sweep(data_dir, out_dir, budgets, modes, epochs, image_size, runs, seed, force, as_json) -> None:
+    """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
+    _need_training_extra()
+    from .sweep import SWEEP_PNG, format_sweep, run_sweep
+
+    result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
+                       image_size, runs=runs, seed=seed, force=force, log=_log)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(format_sweep(result))
+        click.echo(f"wrote {Path(out_dir) / 'sweep.json'} and {Path(out_dir) / SWEEP_PNG}")
+
+
+@cli.command()
+@click.argument("bundle_a", type=click.Path(path_type=Path))
+@click.argument("bundle_b", type=click.Path(path_type=Path))
+@click.option("--data", "data_dir", default=None, type=click.Path(path_type=Path),
+              help="Labelled image folder [default: the first bundle's held-out samples].")
+@click.option("--runs", default=200, show_default=True, type=click.IntRange(1), help="Timed runs per bundle.")
+@click.option("--threads", type=click.IntRange(1, 256), default=None)
+@click.option("--json", "json_file", default=None, type=click.Path(path_type=Path), help="Also write the result here.")
+@click.option("--plot", "plot_file", default=None, type=click.Path(path_type=Path),
+              help="Also draw accuracy against p50 latency here (PNG; needs matplotlib).")
+def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file) -> None:
+    """Two bundles on one data folder: accuracy, macro-F1 and interleaved batch-1 latency."""
+    from .runtime.bench import write_result
+    from .runtime.compare import compare_bundles, format_comparison
+
+    names = [str(bundle_a), str(bundle_b)] if bundle_a.name == bundle_b.name else [bundle_a.name, bundle_b.name]
+    result = compare_bundles(dict(zip(names, [bundle_a, bundle_b])), data_dir, runs=runs, threads=threads)
+    click.echo(format_comparison(result))
+    if json_file:
+        write_result(json_file, result)
+    if plot_file:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UserError("--plot needs matplotlib: pip install 'edgeadapt[train]' or pip install matplotlib") from None
+        from .plot import plot_tradeoff
+
+        plot_tradeoff(result["entries"], plot_file, f"{result['inputs']} inputs, batch 1 on this host")
+
+
+def _csv(text: str, kind, option: str) -> list:
+    """A comma-separated option as a list, or one clear line saying what is wrong with it."""
+    try:
+        return [kind(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"{option} must be a comma-separated list, got {text!r}") from None
+
+
 @cli.group()
 def devices() -> None:
     """Device profiles: hardware facts, runtime settings and latency/memory budgets per target."""
@@ -233,9 +301,13 @@ def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
         return
-    click.echo(f"held-out accuracy {metrics['heldout_accuracy']:.3f} with gates as deployed, "
-               f"{metrics['heldout_accuracy_all_open']:.3f} with every gate open, "
-               f"linear probe {metrics['linear_probe_accuracy']:.3f}")
+    if metrics.get("mode", "sparse") != "sparse":
+        click.echo(f"{metrics['mode']}: held-out accuracy {metrics['heldout_accuracy']:.3f}, macro-F1 "
+                   f"{metrics['heldout_macro_f1']:.3f}, {metrics['trainable_parameters']:,} trainable parameters")
+    else:
+        click.echo(f"held-out accuracy {metrics['heldout_accuracy']:.3f} with gates as deployed, "
+                   f"{metrics['heldout_accuracy_all_open']:.3f} with every gate open, "
+                   f"linear probe {metrics['linear_probe_accuracy']:.3f}")
     click.echo(f"gated compute that runs {metrics['compute_fraction']:.2f}; MACs saved {metrics['mac_saving']:.1%}; "
                f"wrote {out_dir}")
 

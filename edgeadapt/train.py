@@ -11,9 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .adapters import GatedAdapterConfig, GatedAdapterModel
+from .adapters import GatedAdapterConfig, GatedAdapterModel, GatedBlock
 from .adapters.model import OPEN_ALL
 from .cost import count_macs
+from .runtime.metrics import macro_f1
 from .runtime.preprocess import normalize
 
 Log = Callable[[str], None]
@@ -34,9 +35,14 @@ class TrainOptions:
     open_weight: float = 0.0  # weight of an every-gate-open loss (keeps the full network valid; doubles step cost)
 
 
+def default_lr(mode: str) -> float:
+    """Adapters and heads train fast at 1e-2; a whole pretrained backbone needs a gentler 1e-3."""
+    return 1e-3 if mode == "full" else 1e-2
+
+
 @dataclass
 class GateCosts:
-    """MACs of each gated branch and of the whole network with every gate open."""
+    """MACs of each adapter site's block and adapter, and of the whole network with every gate open."""
 
     block_macs: list[int]
     adapter_macs: list[int]
@@ -49,7 +55,7 @@ class GateCosts:
 def measure_costs(model: GatedAdapterModel, image_size: int) -> GateCosts:
     """Count MACs per gated block and adapter by running each on its real input shape."""
     inputs: list[torch.Tensor] = []
-    hooks = [b.register_forward_hook(lambda m, a, o: inputs.append(a[0])) for b in model.gated_blocks()]
+    hooks = [b.register_forward_hook(lambda m, a, o: inputs.append(a[0])) for b in model.adapter_blocks()]
     was_training = model.training
     model.eval()
     x = torch.zeros(1, 3, image_size, image_size)
@@ -60,7 +66,7 @@ def measure_costs(model: GatedAdapterModel, image_size: int) -> GateCosts:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    blocks = model.gated_blocks()
+    blocks = model.adapter_blocks()
     return GateCosts(
         block_macs=[count_macs(b.block, h) for b, h in zip(blocks, inputs)],
         adapter_macs=[count_macs(b.adapter, h) for b, h in zip(blocks, inputs)],
@@ -109,7 +115,8 @@ def evaluate(model: GatedAdapterModel, feats: torch.Tensor, targets: np.ndarray,
         gates.append(g)
     pred = torch.cat(preds).numpy()
     gate = torch.cat(gates).numpy()
-    return {"accuracy": float((pred == targets).mean()), "gate_rates": gate.mean(0).tolist(), "gates": gate}
+    return {"accuracy": float((pred == targets).mean()), "macro_f1": macro_f1(pred, targets),
+            "gate_rates": gate.mean(0).tolist(), "gates": gate}
 
 
 def compute_fraction(gates: np.ndarray, costs: list[int]) -> float:
@@ -136,6 +143,28 @@ def calibrate(model: GatedAdapterModel, feats: torch.Tensor, costs: list[int], b
     return torch.full_like(model.thresholds, hi)
 
 
+@torch.no_grad()
+def choose_static_blocks(model: GatedAdapterModel, feats: torch.Tensor, block_macs: list[int], budget: float) -> list[int]:
+    """Blocks the ``static`` baseline drops: least change of the frozen features per MAC saved, until the
+    dropped blocks hold ``1 - budget`` of the residual MACs (the compute the sparse model skips)."""
+    sites = model.adapter_blocks()
+    reference = pooled_features(model, feats)
+    drift = []
+    for site in sites:
+        site.fixed = False
+        drift.append(float(((pooled_features(model, feats) - reference).norm(dim=1) / reference.norm(dim=1)).mean()))
+        site.fixed = True
+    order = sorted(range(len(sites)), key=lambda k: drift[k] / block_macs[k])
+    residual = [i for i, b in enumerate(model.backbone._blocks) if isinstance(b, GatedBlock)]
+    closed, saved = [], 0
+    for k in order:
+        if saved >= (1 - budget) * sum(block_macs):
+            break
+        closed.append(residual[k])
+        saved += block_macs[k]
+    return sorted(closed)
+
+
 def train_gated(model: GatedAdapterModel, feats: torch.Tensor, targets: np.ndarray, costs: list[int],
                 opts: TrainOptions, log: Log) -> list[dict]:
     """Cross-entropy plus a squared pull of the expected compute fraction toward the budget."""
@@ -146,7 +175,7 @@ def train_gated(model: GatedAdapterModel, feats: torch.Tensor, targets: np.ndarr
     steps = opts.epochs * math.ceil(len(feats) / opts.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=steps, pct_start=0.15)
     c = torch.tensor(costs, dtype=torch.float32)
-    c = c / c.sum()
+    c = c / c.sum().clamp_min(1)
     y = torch.from_numpy(targets)
     open_thr = torch.full_like(model.thresholds, OPEN_ALL)
     history = []
@@ -158,8 +187,10 @@ def train_gated(model: GatedAdapterModel, feats: torch.Tensor, targets: np.ndarr
         tot = {"loss": 0.0, "correct": 0, "frac": 0.0, "n": 0}
         for idx in batches(len(feats), opts.batch_size, rng):
             logits, p_open = model.suffix(feats[idx])
-            frac = (p_open * c).sum(1).mean()
-            loss = F.cross_entropy(logits, y[idx]) + opts.budget_weight * (frac - model.config.budget) ** 2
+            loss = F.cross_entropy(logits, y[idx])
+            frac = (p_open * c).sum(1).mean() if p_open.shape[1] else torch.tensor(1.0)
+            if p_open.shape[1]:
+                loss = loss + opts.budget_weight * (frac - model.config.budget) ** 2
             if opts.open_weight:
                 open_logits, _ = model.suffix(feats[idx], open_thr)
                 loss = loss + opts.open_weight * F.cross_entropy(open_logits, y[idx])
@@ -183,13 +214,16 @@ def train_gated(model: GatedAdapterModel, feats: torch.Tensor, targets: np.ndarr
 
 @torch.no_grad()
 def pooled_features(model: GatedAdapterModel, feats: torch.Tensor) -> torch.Tensor:
-    """Frozen backbone features (no adapters, every block) for the linear-probe baseline."""
+    """Frozen backbone features without adapters (a site fixed closed skips its block) for the linear probe."""
     out = []
-    blocks = model.backbone._blocks[model.first_gated:]
+    blocks = model.backbone._blocks[model.cut:]
     for idx in batches(len(feats), 64):
         h = feats[idx]
         for b in blocks:
-            h = b.block(h) if hasattr(b, "block") else b(h)
+            if hasattr(b, "block"):
+                h = b.block(h) if b.fixed is not False else h
+            else:
+                h = b(h)
         out.append(model.backbone.head_features(h))
     return torch.cat(out)
 
@@ -237,14 +271,21 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
         feats = cache_prefix(model, images, DEFAULT_MEAN, DEFAULT_STD, step)
     f_train, f_held = feats[train_idx], feats[held_idx]
     y_train, y_held = ds.targets[train_idx], ds.targets[held_idx]
-    log(f"split: {len(train_idx)} train, {len(held_idx)} held out; gate scope {config.gate_scope}, "
-        f"budget {config.budget}")
-    probe = linear_probe(pooled_features(model, f_train), y_train, pooled_features(model, f_held), y_held,
-                         config.num_classes, opts.seed)
-    log(f"baseline: linear probe on the frozen backbone scores {probe:.3f} held out")
-    history = train_gated(model, f_train, y_train, costs.for_scope(config.gate_scope), opts, log)
+    log(f"split: {len(train_idx)} train, {len(held_idx)} held out; mode {config.mode}, "
+        + (f"gate scope {config.gate_scope}, budget {config.budget}" if config.has_gates else "no gates"))
     calib = f_train[torch.randperm(len(f_train), generator=torch.Generator().manual_seed(opts.seed))[:opts.calibration_samples]]
-    model.thresholds.copy_(calibrate(model, calib, costs.for_scope(config.gate_scope), config.budget))
+    if config.mode == "static":
+        model.set_static_closed(choose_static_blocks(model, calib, costs.block_macs, config.budget))
+        log(f"static: blocks {', '.join(map(str, config.static_closed))} dropped for every input "
+            "(least feature change per MAC)")
+    probe = None
+    if config.mode == "sparse":
+        probe = linear_probe(pooled_features(model, f_train), y_train, pooled_features(model, f_held), y_held,
+                             config.num_classes, opts.seed)
+        log(f"baseline: linear probe on the frozen backbone scores {probe:.3f} held out")
+    history = train_gated(model, f_train, y_train, costs.for_scope(config.gate_scope), opts, log)
+    if config.has_gates:
+        model.thresholds.copy_(calibrate(model, calib, costs.for_scope(config.gate_scope), config.budget))
     deployed = evaluate(model, f_held, y_held)
     all_open = evaluate(model, f_held, y_held, torch.full_like(model.thresholds, OPEN_ALL))
     metrics = _metrics(model, costs, deployed, all_open, probe, history, time.perf_counter() - started)
@@ -263,19 +304,28 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
     return metrics
 
 
-def _metrics(model: GatedAdapterModel, costs: GateCosts, deployed: dict, all_open: dict, probe: float,
+def _metrics(model: GatedAdapterModel, costs: GateCosts, deployed: dict, all_open: dict, probe: float | None,
              history: list[dict], seconds: float) -> dict:
-    scope_costs = costs.for_scope(model.config.gate_scope)
-    frac = compute_fraction(deployed["gates"], scope_costs)
-    skipped = (1 - frac) * sum(scope_costs)
+    config = model.config
+    if config.has_gates:
+        scope_costs = costs.for_scope(config.gate_scope)
+        frac = compute_fraction(deployed["gates"], scope_costs)
+        skipped = (1 - frac) * sum(scope_costs)
+    else:  # the baselines: only the static one skips blocks, and the same ones for every input
+        closed = [b.fixed is False for b in model.adapter_blocks()]
+        skipped = sum(m for m, c in zip(costs.block_macs, closed) if c)
+        frac = 1 - skipped / sum(costs.block_macs) if costs.block_macs else 1.0
     return {
+        "mode": config.mode,
         "heldout_accuracy": deployed["accuracy"],
+        "heldout_macro_f1": deployed["macro_f1"],
         "heldout_accuracy_all_open": all_open["accuracy"],
         "linear_probe_accuracy": probe,
         "gate_rates": dict(zip(model.gate_names, deployed["gate_rates"])),
         "compute_fraction": frac,
         "mac_saving": skipped / costs.total_macs,
         "thresholds": model.thresholds.tolist(),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_seconds": seconds,
         "history": history,
     }

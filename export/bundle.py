@@ -39,6 +39,9 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     images, targets = run.load_holdout()
     config = model.config
     norm = meta["normalization"]
+    if device is not None and not config.has_gates:
+        raise UserError(f"{run_dir} is a {config.mode} baseline without gates: --device has no thresholds to "
+                        "choose; export without it and check the device with 'edgeadapt bench --device'")
     with staged_folder(out_dir) as tmp:
         log("exporting to ONNX (one If per gate)...")
         started = time.perf_counter()
@@ -52,14 +55,18 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             f"{', '.join(parity)} ({time.perf_counter() - started:.0f}s)")
         costs = meta["costs"]
         scope_costs = GateCosts(**costs).for_scope(config.gate_scope)
-        log("tabulating compute and accuracy across thresholds (for run-time --budget)...")
-        table = budget_table(model, images, targets, norm["mean"], norm["std"], scope_costs)
+        table = []
+        if config.has_gates:
+            log("tabulating compute and accuracy across thresholds (for run-time --budget)...")
+            table = budget_table(model, images, targets, norm["mean"], norm["std"], scope_costs)
         keep = _spread(targets, MAX_SAMPLES)
         save_npz(tmp / SAMPLES, images=images[keep], targets=targets[keep])
         manifest = {
             "format_version": FORMAT_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "backbone": config.backbone,
+            "mode": config.mode,
+            "static_closed": config.static_closed,
             "gate_scope": config.gate_scope,
             "budget": config.budget,
             "labels": config.labels,
@@ -67,8 +74,8 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
                       "image_size": config.image_size, "layout": "NCHW", "color": "RGB",
                       "resize": "bilinear to image_size x image_size", "scale": 1 / 255,
                       "mean": norm["mean"], "std": norm["std"], "dtype": "float32"},
-            "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1]},
-            "gate_thresholds_input": THRESHOLDS,
+            "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1] if config.has_gates else None},
+            "gate_thresholds_input": THRESHOLDS if config.has_gates else None,
             "gates": [{"name": name, "block": block, "threshold": float(t), "macs": int(c),
                        "heldout_rate": float(metrics["gate_rates"][name])}
                       for name, block, t, c in zip(model.gate_names, config.gated_blocks,
@@ -77,8 +84,9 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "opset": OPSET,
             "parity_max_abs_diff": parity,
             "budget_table": table,
-            "metrics": {k: metrics[k] for k in ("heldout_accuracy", "heldout_accuracy_all_open",
-                                                 "linear_probe_accuracy", "compute_fraction", "mac_saving")},
+            "metrics": {k: metrics.get(k) for k in ("heldout_accuracy", "heldout_macro_f1", "heldout_accuracy_all_open",
+                                                     "linear_probe_accuracy", "compute_fraction", "mac_saving",
+                                                     "trainable_parameters")},
             "files": {MODEL: sha256_file(tmp / MODEL), SAMPLES: sha256_file(tmp / SAMPLES)},
         }
         if device is not None:
@@ -94,9 +102,10 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             log(f"{device.name}: threshold {chosen['threshold']:g}, compute {chosen['compute_fraction']:.2f}, "
                 f"expected p{fit['latency_percentile']:g} {chosen['expected_latency_ms']:.2f} ms "
                 f"(budget {fit['latency_budget_ms']:g} ms), held-out accuracy {chosen['heldout_accuracy']:.3f}")
-        onnx.save(inline_if_nodes(proto), str(tmp / DENSE))
-        manifest["dense_parity_max_abs_diff"] = check_dense_parity(tmp / MODEL, tmp / DENSE, x, len(model.gate_names))
-        manifest["files"][DENSE] = sha256_file(tmp / DENSE)
+        if config.has_gates:
+            onnx.save(inline_if_nodes(proto), str(tmp / DENSE))
+            manifest["dense_parity_max_abs_diff"] = check_dense_parity(tmp / MODEL, tmp / DENSE, x, len(model.gate_names))
+            manifest["files"][DENSE] = sha256_file(tmp / DENSE)
         write_json(tmp / MANIFEST, manifest)
     return manifest
 

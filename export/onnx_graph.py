@@ -1,6 +1,8 @@
 """Torch -> ONNX: each gate's ``torch.cond`` becomes one ``If`` node; thresholds become an overridable input."""
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -19,26 +21,45 @@ OPSET = 18
 
 
 def export_onnx(model: GatedAdapterModel, path: Path, image_size: int) -> onnx.ModelProto:
-    """Export with a dynamic batch, then give ``gate_thresholds`` its calibrated values as a default."""
+    """Export with a dynamic batch, then give ``gate_thresholds`` its calibrated values as a default.
+
+    A model without gates (the baselines) exports as ``input -> logits``: no If, no thresholds.
+    """
     model.eval()
     x = torch.zeros(2, 3, image_size, image_size)
-    thr = model.thresholds.clone()
-    with warnings.catch_warnings():
+    batch = {0: torch.export.Dim("batch", min=1, max=4096)}
+    gated = model.config.has_gates
+    # the exporter prints its progress on stdout, which is the user's output channel
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         logging.getLogger("torch").setLevel(logging.ERROR)
         try:
             program = torch.onnx.export(
-                model, (x, thr), dynamo=True, opset_version=OPSET, verbose=False,
-                input_names=[INPUT, THRESHOLDS], output_names=list(OUTPUTS),
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)}, None),
+                model if gated else _LogitsOnly(model), (x, model.thresholds.clone()) if gated else (x,),
+                dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=[INPUT, THRESHOLDS] if gated else [INPUT],
+                output_names=list(OUTPUTS) if gated else [OUTPUTS[0]],
+                dynamic_shapes=(batch, None) if gated else (batch,),
             )
         except Exception as exc:  # the exporter raises many internal types
             raise UserError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from None
     proto = program.model_proto
-    localize_branch_weights(proto)
-    set_threshold_default(proto, model.thresholds.numpy())
+    if gated:
+        localize_branch_weights(proto)
+        set_threshold_default(proto, model.thresholds.numpy())
     onnx.save(proto, str(path))
     return proto
+
+
+class _LogitsOnly(torch.nn.Module):
+    """A baseline's graph: the logits, without the empty gate output."""
+
+    def __init__(self, model: GatedAdapterModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
 
 
 def set_threshold_default(proto: onnx.ModelProto, thresholds) -> None:

@@ -31,6 +31,14 @@ def check_parity(model: GatedAdapterModel, onnx_path: str, x: np.ndarray) -> dic
     opts.log_severity_level = 3
     sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
     report = {}
+    if not model.config.has_gates:  # a baseline: one graph, one case
+        (logits,) = sess.run(None, {INPUT: x})
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x))[0].numpy()
+        diff = float(np.abs(logits - ref).max())
+        if diff > TOLERANCE:
+            raise ParityError(f"logits differ from PyTorch by {diff:.2e} (> {TOLERANCE:g})")
+        return {"model": diff}
     for name, thr in threshold_cases(model.thresholds.numpy()).items():
         logits, gates = sess.run(None, {INPUT: x, THRESHOLDS: thr})
         with torch.no_grad():

@@ -95,12 +95,12 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     gated = rt if graph == "gated" else Runtime(bundle, threads=threads, providers=providers, budget=budget)
     # the graph without If is timed beside the gated one; when it is the measured graph, it is rt itself
     dense = (Runtime(bundle, threads=threads, providers=providers, budget=budget, graph="dense")
-             if graph == "gated" and (bundle.root / DENSE).exists() else None)
+             if graph == "gated" and bundle.has_gates and (bundle.root / DENSE).exists() else None)
     images, targets = load_inputs(rt, data)
     xs = rt.prepare(images)
     # every setting is timed on the same input in turn, so machine noise hits all of them alike
-    others = {"all_open": (gated, np.full_like(rt.thresholds, ALL_OPEN)),
-              "all_closed": (gated, np.full_like(rt.thresholds, ALL_CLOSED))}
+    others = ({"all_open": (gated, np.full_like(rt.thresholds, ALL_OPEN)),
+               "all_closed": (gated, np.full_like(rt.thresholds, ALL_CLOSED))} if bundle.has_gates else {})
     if dense is not None:
         others["dense"] = (dense, None)
     for i in range(warmup):
@@ -126,8 +126,8 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         i += 1
         if progress and i <= runs:
             progress(1)
-    open_ms, closed_ms, dense_ms = other_ms["all_open"], other_ms["all_closed"], other_ms.get("dense", [])
-    latency, all_open = percentiles(gated_ms), percentiles(open_ms)
+    dense_ms = other_ms.get("dense", [])
+    latency = percentiles(gated_ms)
     rates = np.mean(gate_rows, axis=0)
     result = {
         "bundle": str(bundle_dir),
@@ -139,12 +139,9 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         "provider_warnings": rt.provider_warnings,
         "budget": budget,
         "thresholds": rt.thresholds.tolist(),
+        "mode": bundle.manifest.get("mode", "sparse"),
         "latency_ms": latency,
-        "all_open_latency_ms": all_open,
-        "saving": 1.0 - latency["p50"] / all_open["p50"],
-        "all_closed_latency_ms": percentiles(closed_ms),
-        # the most gating can save on this bundle: every gate closed (accuracy then drops; see the budget table)
-        "saving_ceiling": 1.0 - float(np.percentile(closed_ms, 50)) / all_open["p50"],
+        **_gating_figures(latency, other_ms),
         "throughput_per_s": 1000.0 / latency["mean"],
         "first_inference_ms": rt.first_inference_ms,
         "session_ms": rt.session_ms,
@@ -163,6 +160,17 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     if measure_cold_start:
         result.update(cold_start(bundle_dir, threads or 0, providers))
     return result
+
+
+def _gating_figures(latency: dict, other_ms: dict[str, list[float]]) -> dict:
+    """Against the same bundle with every gate open, and closed (the ceiling); None for baselines."""
+    if "all_open" not in other_ms:
+        return {"all_open_latency_ms": None, "saving": None, "all_closed_latency_ms": None, "saving_ceiling": None}
+    all_open, all_closed = percentiles(other_ms["all_open"]), percentiles(other_ms["all_closed"])
+    return {"all_open_latency_ms": all_open, "saving": 1.0 - latency["p50"] / all_open["p50"],
+            "all_closed_latency_ms": all_closed,
+            # the most gating can save on this bundle (accuracy then drops; see the budget table)
+            "saving_ceiling": 1.0 - all_closed["p50"] / all_open["p50"]}
 
 
 def verdict(device: DeviceProfile, gated_ms: list[float], peak_mb: float) -> dict:
@@ -211,14 +219,11 @@ _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 
 def format_table(r: dict) -> str:
     """The human view of a benchmark result."""
-    lat, op = r["latency_ms"], r["all_open_latency_ms"]
     lines = [
         f"bundle        {r['bundle']}  ({r['inputs']} inputs, {r['runs']} runs, batch 1, {r['provider']})",
         f"{'':14}{'p50':>9}{'p90':>9}{'p99':>9}{'mean':>9}   ms",
-        f"{'gated':14}" + "".join(f"{lat[k]:9.2f}" for k in ("p50", "p90", "p99", "mean")),
-        f"{'all gates open':14}" + "".join(f"{op[k]:9.2f}" for k in ("p50", "p90", "p99", "mean")),
-        f"saving        {r['saving'] * 100:.1f}% of p50 latency against every gate open",
-        *_ceiling_lines(r),
+        _row("gated" if r.get("saving") is not None else r.get("mode", "model"), r["latency_ms"]),
+        *_saving_lines(r),
         *_dense_lines(r),
         f"throughput    {r['throughput_per_s']:.1f} inferences/s (single stream)",
         f"first infer   {r['first_inference_ms']:.1f} ms" + (
@@ -232,25 +237,32 @@ def format_table(r: dict) -> str:
         lines.append("providers     " + "; ".join(r["provider_warnings"]))
     if r.get("accuracy") is not None:
         lines.append(f"accuracy      {r['accuracy'] * 100:.1f}% on the benchmark inputs")
-    lines.append("gate open rate  " + "  ".join(f"{k} {v:.2f}" for k, v in r["gate_rates"].items()))
+    if r["gate_rates"]:
+        lines.append("gate open rate  " + "  ".join(f"{k} {v:.2f}" for k, v in r["gate_rates"].items()))
     return "\n".join(lines)
 
 
-def _ceiling_lines(r: dict) -> list[str]:
-    """Every gate closed: the most gating can save with this backbone, shown beside what it saves now."""
-    if "all_closed_latency_ms" not in r:
+def _row(name: str, lat: dict) -> str:
+    return f"{name:14}" + "".join(f"{lat[k]:9.2f}" for k in ("p50", "p90", "p99", "mean"))
+
+
+def _saving_lines(r: dict) -> list[str]:
+    """All-open and all-closed beside the gated figures: what gating saves now, and the most it can."""
+    if r.get("saving") is None:
         return []
-    c = r["all_closed_latency_ms"]
-    return [f"{'all closed':14}" + "".join(f"{c[k]:9.2f}" for k in ("p50", "p90", "p99", "mean")),
-            f"ceiling       {r['saving_ceiling'] * 100:.1f}% with every gate closed (the most gating can save here)"]
+    lines = [_row("all gates open", r["all_open_latency_ms"]),
+             f"saving        {r['saving'] * 100:.1f}% of p50 latency against every gate open"]
+    if r.get("all_closed_latency_ms"):
+        lines += [_row("all closed", r["all_closed_latency_ms"]),
+                  f"ceiling       {r['saving_ceiling'] * 100:.1f}% with every gate closed (the most gating can save here)"]
+    return lines
 
 
 def _dense_lines(r: dict) -> list[str]:
     """The graph without If beside the gated one, and a plain word when gating does not pay here."""
     if "dense_latency_ms" not in r:
         return []
-    d = r["dense_latency_ms"]
-    line = [f"{'no If (dense)':14}" + "".join(f"{d[k]:9.2f}" for k in ("p50", "p90", "p99", "mean"))]
+    line = [_row("no If (dense)", r["dense_latency_ms"])]
     if r.get("gating_pays") is False:
         line.append(f"NOTE          on {r['provider']} the gated graph is slower than the graph without If: "
                     "gating costs more than it saves here; use the dense graph (graph = \"dense\" in the profile)")

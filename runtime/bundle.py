@@ -37,9 +37,14 @@ class Bundle:
     def model_path(self) -> Path:
         return self.root / MODEL
 
+    @property
+    def has_gates(self) -> bool:
+        """Baseline bundles (dense, static, linear-probe, full) have no gates: one graph, no If."""
+        return bool(self.manifest["gates"])
+
     def graph_path(self, graph: str) -> Path:
-        """``gated`` (one If per gate) or ``dense`` (no If)."""
-        if graph == "dense":
+        """``gated`` (one If per gate) or ``dense`` (no If); a bundle without gates has only the one graph."""
+        if graph == "dense" and self.has_gates:
             if not (self.root / DENSE).exists():
                 raise UserError(f"bundle {self.root} has no {DENSE}; re-export it to run the dense graph")
             return self.root / DENSE
@@ -98,6 +103,9 @@ def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
 def thresholds_for_budget(bundle: Bundle, budget: float) -> np.ndarray:
     """Per-gate thresholds from the bundle's budget table: the most compute that stays within ``budget``."""
     table = bundle.manifest.get("budget_table")
+    if not bundle.has_gates:
+        raise UserError(f"bundle {bundle.root} has no gates (mode {bundle.manifest.get('mode')}); --budget applies "
+                        "only to sparse bundles")
     if not table:
         raise UserError(f"bundle {bundle.root} has no budget table; re-export it to use --budget")
     fitting = [r for r in table if r["compute_fraction"] <= budget + 1e-9]

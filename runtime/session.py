@@ -39,12 +39,12 @@ class Runtime:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         inputs = self.bundle.manifest["input"]
         self.input_name = inputs["name"]
-        self.thresholds_name = self.bundle.manifest["gate_thresholds_input"]
+        self.thresholds_name = self.bundle.manifest.get("gate_thresholds_input")  # None without gates
         self.mean, self.std = inputs["mean"], inputs["std"]
         self.thresholds = (self.bundle.default_thresholds() if budget is None
                            else thresholds_for_budget(self.bundle, budget))
         size = self.bundle.image_size
-        probe = {self.input_name: np.zeros((1, 3, size, size), np.float32), self.thresholds_name: self.thresholds}
+        probe = self._feed(np.zeros((1, 3, size, size), np.float32), self.thresholds)
         self.graph = graph
         opened = open_session(self.bundle.graph_path(graph), providers, threads, probe)
         self.session, self.provider, self.provider_warnings = opened.session, opened.provider, opened.warnings
@@ -56,8 +56,15 @@ class Runtime:
         if x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != (3, size, size):
             raise UserError(f"input must be float32 of shape [N, 3, {size}, {size}], got {x.dtype} {list(x.shape)}")
         thr = self.thresholds if thresholds is None else np.asarray(thresholds, np.float32)
-        logits, gates = self.session.run(None, {self.input_name: x, self.thresholds_name: thr})
-        return logits, gates.astype(bool)
+        outputs = self.session.run(None, self._feed(x, thr))
+        if self.thresholds_name is None:  # a baseline bundle: logits only
+            return outputs[0], np.zeros((len(x), 0), bool)
+        return outputs[0], outputs[1].astype(bool)
+
+    def _feed(self, x: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+        if self.thresholds_name is None:
+            return {self.input_name: x}
+        return {self.input_name: x, self.thresholds_name: thresholds}
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``[N, H, W, 3]`` at the bundle's size -> the model's normalised input."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 GATE_SCOPES = ("block", "adapter")
+# what trains and what runs; every mode but ``sparse`` is a baseline to compare the product against
+MODES = ("sparse", "dense", "static", "linear-probe", "full")
 
 
 @dataclass
@@ -12,6 +14,10 @@ class GatedAdapterConfig:
 
     ``gate_scope='block'``: a closed gate skips the frozen block and only the adapter runs in its place.
     ``gate_scope='adapter'``: the frozen block always runs; the gate decides whether the adapter runs.
+
+    ``mode`` (see docs/baselines.md): ``sparse`` gates every adapter site; ``dense`` runs every block and
+    adapter always; ``static`` drops the blocks listed in ``static_closed`` for every input (their adapters
+    stand in); ``linear-probe`` trains only the head; ``full`` fine-tunes the whole backbone, no adapters.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -22,12 +28,25 @@ class GatedAdapterConfig:
     budget: float = 0.5
     adapter_reduction: int = 4
     gated_blocks: list[int] = field(default_factory=list)  # filled by the surgery: backbone block indices
+    mode: str = "sparse"
+    static_closed: list[int] = field(default_factory=list)  # static mode: backbone blocks that never run
 
     def __post_init__(self) -> None:
         if self.gate_scope not in GATE_SCOPES:
             raise ValueError(f"gate scope must be one of {', '.join(GATE_SCOPES)}, not {self.gate_scope!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget must be in (0, 1], not {self.budget}")
+
+    @property
+    def has_adapters(self) -> bool:
+        return self.mode in ("sparse", "dense", "static")
+
+    @property
+    def has_gates(self) -> bool:
+        """Only the sparse model decides per input; the baselines' graphs have no If and no gate output."""
+        return self.mode == "sparse"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -52,17 +52,20 @@ class GatedBlock(nn.Module):
     never depends on the rest of its batch.
     """
 
-    def __init__(self, block: nn.Module, channels: int, scope: str, reduction: int = 4):
+    def __init__(self, block: nn.Module, channels: int, scope: str, reduction: int = 4, fixed: bool | None = None):
         super().__init__()
         self.block = block
         self.scope = scope
         self.adapter = BottleneckAdapter(channels, reduction)
-        self.gate = Gate(channels)
+        self.fixed = fixed  # None: the gate decides; True/False: the block always/never runs (baselines)
+        self.gate = Gate(channels) if fixed is None else None
         self.temperature = 1.0
 
-    def forward(self, x: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, threshold: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns the block output and, per sample ``[N, 1]``, the gate margin (logit - threshold; open when
         positive) in eval mode or the relaxed open probability while training."""
+        if self.gate is None:
+            return (self.block(x) if self.fixed else x) + self.adapter(x), None
         margin = self.gate(x) - threshold
         if self.training:
             return self._mix(x, sample_gate(margin, self.temperature)), torch.sigmoid(margin)

@@ -25,43 +25,52 @@ class GatedAdapterModel(nn.Module):
         self.config = config
         backbone = create_backbone(config.backbone, pretrained=pretrained)
         for p in backbone.parameters():
-            p.requires_grad_(False)
-        gated = [i for i, b in enumerate(backbone._blocks) if b.spec.residual]
-        config.gated_blocks = gated
-        for i in gated:
-            block = backbone._blocks[i]
-            backbone._blocks[i] = GatedBlock(block, block.spec.out_ch, config.gate_scope, config.adapter_reduction)
+            p.requires_grad_(config.mode == "full")
+        residual = [i for i, b in enumerate(backbone._blocks) if b.spec.residual]
+        config.gated_blocks = residual if config.has_gates else []
+        if config.has_adapters:
+            for i in residual:
+                block = backbone._blocks[i]
+                fixed = None if config.has_gates else i not in config.static_closed
+                backbone._blocks[i] = GatedBlock(block, block.spec.out_ch, config.gate_scope,
+                                                 config.adapter_reduction, fixed)
         self.backbone = backbone
         self.head = nn.Linear(backbone.num_features, config.num_classes)
         self.dropout = nn.Dropout(0.2)
-        self.register_buffer("thresholds", torch.zeros(len(gated)))
+        self.register_buffer("thresholds", torch.zeros(len(config.gated_blocks)))
+        # blocks before the first trained part are frozen, so training can cache their output
+        n_blocks = len(backbone._blocks)
+        self.cut = {"full": -1, "linear-probe": n_blocks}.get(config.mode, residual[0])
 
     @property
     def gate_names(self) -> list[str]:
         return [f"block{i:02d}" for i in self.config.gated_blocks]
 
-    @property
-    def first_gated(self) -> int:
-        return self.config.gated_blocks[0]
-
     def prefix(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen layers before the first gate; their output can be cached during training."""
+        """The frozen layers before the first trained one; their output can be cached during training."""
+        if self.cut < 0:
+            return x
         x = self.backbone.stem(x)
-        for block in self.backbone._blocks[: self.first_gated]:
+        for block in self.backbone._blocks[: self.cut]:
             x = block(x)
         return x
 
     def suffix(self, h: torch.Tensor, thresholds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Everything from the first gate to the logits."""
+        """Everything from the prefix's output to the logits, and the gates ``[N, G]`` (G = 0 without gates)."""
         thr = (self.thresholds if thresholds is None else thresholds).split(1)  # one Split, not a Gather per gate
+        if self.cut < 0:
+            h = self.backbone.stem(h)
         gates = []
-        for block in self.backbone._blocks[self.first_gated:]:
+        for block in self.backbone._blocks[max(self.cut, 0):]:
             if isinstance(block, GatedBlock):
-                h, g = block(h, thr[len(gates)])
-                gates.append(g)
+                h, g = block(h, thr[len(gates)] if block.gate is not None else None)
+                if g is not None:
+                    gates.append(g)
             else:
                 h = block(h)
         logits = self.head(self.dropout(self.backbone.head_features(h)))
+        if not gates:
+            return logits, logits[:, :0]  # no gates; a slice keeps the batch dimension symbolic at export
         gates = torch.cat(gates, dim=1)
         return logits, gates if self.training else (gates > 0).to(logits.dtype)
 
@@ -69,20 +78,33 @@ class GatedAdapterModel(nn.Module):
         return self.suffix(self.prefix(x), thresholds)
 
     def gated_blocks(self) -> list[GatedBlock]:
+        """The blocks with a gate that decides per input (none in the baseline modes)."""
+        return [b for b in self.adapter_blocks() if b.gate is not None]
+
+    def set_static_closed(self, blocks: list[int]) -> None:
+        """Static baseline: these backbone blocks never run (their adapters stand in), for every input."""
+        self.config.static_closed = sorted(blocks)
+        for i, b in enumerate(self.backbone._blocks):
+            if isinstance(b, GatedBlock) and b.gate is None:
+                b.fixed = i not in self.config.static_closed
+
+    def adapter_blocks(self) -> list[GatedBlock]:
+        """Every residual block wrapped with an adapter, gated or fixed."""
         return [b for b in self.backbone._blocks if isinstance(b, GatedBlock)]
 
     def train(self, mode: bool = True) -> GatedAdapterModel:
         """Frozen backbone layers (BatchNorm included) stay in eval mode while the adapters train."""
         super().train(mode)
         self.backbone.eval()
-        for block in self.gated_blocks():
+        for block in self.adapter_blocks():
             block.training = mode
             block.adapter.train(mode)
-            block.gate.train(mode)
+            if block.gate is not None:
+                block.gate.train(mode)
         return self
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Only what training changed: adapters, gates, head and calibrated thresholds."""
+        """Only what training changed: adapters, gates, head and calibrated thresholds (all of it in ``full``)."""
         names = {n for n, p in self.named_parameters() if p.requires_grad} | {"thresholds"}
         return {k: v.detach().contiguous() for k, v in self.state_dict().items() if k in names}
 

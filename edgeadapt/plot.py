@@ -1,0 +1,41 @@
+"""Accuracy against latency as a PNG, the Pareto front marked: the picture a sweep or comparison is for."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MODE_COLOURS = {"sparse": "#d62728", "dense": "#1f77b4", "static": "#2ca02c", "linear-probe": "#7f7f7f",
+                "full": "#9467bd"}
+
+
+def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
+    """``entries`` carry ``name``, ``mode``, ``accuracy``, ``latency_ms.p50`` and ``pareto``; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    for mode, colour in MODE_COLOURS.items():
+        pts = [e for e in entries if e["mode"] == mode]
+        if pts:
+            ax.scatter([e["latency_ms"]["p50"] for e in pts], [e["accuracy"] * 100 for e in pts], s=42,
+                       color=colour, label=mode, zorder=3)
+    for e in entries:
+        ax.annotate(e["name"], (e["latency_ms"]["p50"], e["accuracy"] * 100), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    front = sorted((e for e in entries if e["pareto"]), key=lambda e: e["latency_ms"]["p50"])
+    if len(front) > 1:
+        ax.step([e["latency_ms"]["p50"] for e in front], [e["accuracy"] * 100 for e in front], where="post",
+                color="black", lw=1, ls="--", label="Pareto front", zorder=2)
+    ax.set_xlabel("p50 latency at batch 1 (ms, this host)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

@@ -1,0 +1,136 @@
+"""``edgeadapt sweep``: every mode, and the sparse and static models at every budget, trained on one split,
+exported, and timed side by side; writes sweep.json and an accuracy-latency plot with the Pareto front."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .adapters import MODES, GatedAdapterConfig
+from .errors import UserError
+from .rundir import RunDir, prepare_output, write_json
+from .runtime.compare import score, time_interleaved
+from .runtime.metrics import pareto_front
+from .runtime.session import Runtime
+from .train import TrainOptions, default_lr, run_training
+
+SWEEP_JSON = "sweep.json"
+SWEEP_PNG = "sweep.png"
+BUDGETED = ("sparse", "static")  # modes trained once per budget
+
+
+@dataclass
+class SweepEntry:
+    """One model of the sweep: its mode, its budget (for sparse and static) and its folder name."""
+
+    mode: str
+    budget: float | None
+
+    @property
+    def name(self) -> str:
+        return self.mode if self.budget is None else f"{self.mode}@{self.budget:g}"
+
+
+def plan(modes: list[str], budgets: list[float]) -> list[SweepEntry]:
+    """The entries in the order they are trained: cheap baselines first, full fine-tuning last."""
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise UserError(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    if not budgets or any(not 0 < b <= 1 for b in budgets):
+        raise UserError(f"--budgets must be fractions in (0, 1], got {budgets}")
+    order = ["linear-probe", "dense", "static", "sparse", "full"]
+    return [SweepEntry(m, b if m in BUDGETED else None) for m in order if m in modes
+            for b in (budgets if m in BUDGETED else [None])]
+
+
+def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epochs: int, image_size: int,
+              runs: int = 200, seed: int = 0, force: bool = False, log: Callable[[str], None] = print,
+              progress_bar=None) -> dict:
+    """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation."""
+    from .export.bundle import export_run
+    from .plot import plot_tradeoff
+
+    entries = plan(modes, budgets)
+    out = Path(out)
+    prepare_output(out, force, "sweep")
+    out.mkdir(parents=True, exist_ok=True)
+    trained = []
+    for k, entry in enumerate(entries, 1):
+        log(f"[{k}/{len(entries)}] {entry.name}: training...")
+        run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
+        config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5)
+        opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed)
+        started = time.perf_counter()
+        metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
+        seconds = time.perf_counter() - started
+        export_run(run_dir, bundle_dir, force=True, log=lambda s: None)
+        log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
+            f"trained in {seconds:.0f}s, exported")
+        trained.append((entry, run_dir, bundle_dir, metrics, seconds))
+    images, targets = RunDir(trained[0][1]).load_holdout()
+    runtimes = {e.name: Runtime(b) for e, _, b, _, _ in trained}
+    log(f"timing {len(runtimes)} bundles at batch 1, interleaved, {runs} runs each...")
+    times = time_interleaved(runtimes, images, runs)
+    rows = [_row(e, run_dir, bundle_dir, metrics, seconds, score(runtimes[e.name], images, targets), times[e.name])
+            for e, run_dir, bundle_dir, metrics, seconds in trained]
+    _relative_to_dense(rows)
+    for row, front in zip(rows, pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])):
+        row["pareto"] = front
+    result = {"data": str(data), "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs,
+              "heldout_images": int(len(images)), "entries": rows, "summary": summarize(rows)}
+    write_json(out / SWEEP_JSON, result)
+    plot_tradeoff(rows, out / SWEEP_PNG, f"{Path(data).name}: {len(images)} held-out images, batch 1 on this host")
+    return result
+
+
+def _row(entry: SweepEntry, run_dir: Path, bundle_dir: Path, metrics: dict, seconds: float, scores: dict,
+         times: list[float]) -> dict:
+    from .runtime.bench import percentiles
+
+    return {"name": entry.name, "mode": entry.mode, "budget": entry.budget,
+            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+            "latency_ms": percentiles(times), "compute_fraction": metrics["compute_fraction"],
+            "mac_saving": metrics["mac_saving"], "trainable_parameters": metrics["trainable_parameters"],
+            "training_seconds": seconds, "run": str(run_dir), "bundle": str(bundle_dir)}
+
+
+def _relative_to_dense(rows: list[dict]) -> None:
+    """``saving_vs_dense``: 1 - p50 / p50 of the dense adapter baseline (None without a dense entry)."""
+    dense = next((r for r in rows if r["mode"] == "dense"), None)
+    for r in rows:
+        r["saving_vs_dense"] = 1 - r["latency_ms"]["p50"] / dense["latency_ms"]["p50"] if dense else None
+        r["accuracy_vs_dense"] = r["accuracy"] - dense["accuracy"] if dense else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    """The product's claims, checked on this sweep: sparse against dense, and against static at equal latency."""
+    dense = next((r for r in rows if r["mode"] == "dense"), None)
+    sparse = [r for r in rows if r["mode"] == "sparse"]
+    close = [r for r in sparse if dense and r["accuracy"] >= dense["accuracy"] - 0.01]
+    best = max(close, key=lambda r: r["saving_vs_dense"], default=None)
+    versus_static = []
+    for s in sparse:
+        slower_static = [t for t in rows if t["mode"] == "static" and s["latency_ms"]["p50"] <= t["latency_ms"]["p50"]]
+        versus_static.append({"sparse": s["name"], "static_at_equal_or_more_latency": [t["name"] for t in slower_static],
+                              "at_least_as_accurate": all(s["accuracy"] >= t["accuracy"] for t in slower_static)})
+    return {"fastest_sparse_within_1pt_of_dense": best["name"] if best else None,
+            "its_saving_vs_dense": best["saving_vs_dense"] if best else None,
+            "sparse_vs_static": versus_static}
+
+
+def format_sweep(result: dict) -> str:
+    """The sweep table for people."""
+    lines = [f"{'name':18}{'acc':>7}{'F1':>7}{'p50 ms':>9}{'p90 ms':>9}{'saving':>10}{'params':>12}{'train s':>9}  pareto"]
+    for r in result["entries"]:
+        vs = f"{r['saving_vs_dense'] * 100:.0f}%" if r['saving_vs_dense'] is not None else "-"
+        lines.append(f"{r['name']:18}{r['accuracy']:7.3f}{r['macro_f1']:7.3f}{r['latency_ms']['p50']:9.2f}"
+                     f"{r['latency_ms']['p90']:9.2f}{vs:>10}{r['trainable_parameters']:>12,}{r['training_seconds']:9.0f}"
+                     f"  {'*' if r['pareto'] else ''}")
+    s = result["summary"]
+    if s["fastest_sparse_within_1pt_of_dense"]:
+        lines.append(f"fastest sparse within 1 point of dense: {s['fastest_sparse_within_1pt_of_dense']}, "
+                     f"{s['its_saving_vs_dense'] * 100:.0f}% below dense p50")
+    else:
+        lines.append("no sparse model is within 1 point of dense accuracy")
+    return "\n".join(lines)

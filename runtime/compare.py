@@ -1,0 +1,76 @@
+"""Bundles side by side on the same inputs: accuracy, macro-F1, and batch-1 latency timed in one rotation."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .bench import load_inputs, percentiles
+from .metrics import accuracy, macro_f1, pareto_front
+from .session import Runtime
+
+
+def time_interleaved(runtimes: dict[str, Runtime], images: np.ndarray, runs: int, warmup: int = 10,
+                     progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Each input goes through every bundle in turn, so machine noise hits all of them alike (ms per call)."""
+    xs = {name: rt.prepare(images) for name, rt in runtimes.items()}
+    times: dict[str, list[float]] = {name: [] for name in runtimes}
+    for i in range(warmup + runs):
+        for name, rt in runtimes.items():
+            x = xs[name][i % len(images)][None]
+            t = time.perf_counter()
+            rt.infer(x)
+            if i >= warmup:
+                times[name].append((time.perf_counter() - t) * 1e3)
+        if progress and i >= warmup:
+            progress(1)
+    return times
+
+
+def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 of one bundle over labelled images, in batches of 32."""
+    preds = [rt.infer(rt.prepare(images[i:i + 32]))[0].argmax(1) for i in range(0, len(images), 32)]
+    pred = np.concatenate(preds)
+    return {"accuracy": accuracy(pred, targets), "macro_f1": macro_f1(pred, targets)}
+
+
+def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: int = 200,
+                    threads: int | None = None, progress: Callable[[int], None] | None = None) -> dict:
+    """Score and time several bundles on one data folder (or the first bundle's held-out samples)."""
+    runtimes = {name: Runtime(path, threads=threads) for name, path in bundles.items()}
+    first = next(iter(runtimes.values()))
+    sizes = {rt.bundle.image_size for rt in runtimes.values()}
+    if len(sizes) > 1:
+        raise UserError(f"the bundles take different image sizes ({', '.join(map(str, sorted(sizes)))}); "
+                        "compare bundles trained at one size")
+    if any(rt.bundle.labels != first.bundle.labels for rt in runtimes.values()):
+        raise UserError("the bundles have different labels; compare bundles trained on the same classes")
+    images, targets = load_inputs(first, data)
+    if targets is None:
+        raise UserError(f"--data {data} needs one sub-folder per class, named as the bundles' labels")
+    times = time_interleaved(runtimes, images, runs, progress=progress)
+    rows = []
+    for name, rt in runtimes.items():
+        lat = percentiles(times[name])
+        rows.append({"name": name, "bundle": str(bundles[name]), "mode": rt.bundle.manifest.get("mode", "sparse"),
+                     **score(rt, images, targets), "latency_ms": lat})
+    for row, front in zip(rows, pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])):
+        row["pareto"] = front
+    return {"inputs": int(len(images)), "runs": runs, "threads": threads or "onnxruntime default",
+            "data": str(data) if data else "held-out samples of the first bundle", "entries": rows}
+
+
+def format_comparison(result: dict) -> str:
+    """One line per bundle: accuracy, macro-F1, p50/p90, and p50 relative to the first."""
+    rows = result["entries"]
+    base = rows[0]["latency_ms"]["p50"]
+    lines = [f"{result['inputs']} inputs, {result['runs']} timed runs each, batch 1, interleaved",
+             f"{'name':22}{'mode':>14}{'acc':>8}{'F1':>8}{'p50 ms':>9}{'p90 ms':>9}{'vs first':>10}  pareto"]
+    for r in rows:
+        lat = r["latency_ms"]
+        lines.append(f"{r['name']:22}{r['mode']:>14}{r['accuracy']:8.3f}{r['macro_f1']:8.3f}{lat['p50']:9.2f}"
+                     f"{lat['p90']:9.2f}{lat['p50'] / base:9.2f}x  {'*' if r['pareto'] else ''}")
+    return "\n".join(lines)

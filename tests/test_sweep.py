@@ -1,0 +1,145 @@
+"""``edgeadapt sweep`` and ``compare``: every mode trained on one split, exported, timed side by side."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from conftest import IMAGE_SIZE, Trained, run_cli
+from edgeadapt.runtime.metrics import pareto_front
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+NAMES = ["linear-probe", "dense", "static@0.5", "sparse@0.5", "full"]
+
+
+@pytest.fixture(scope="module")
+def sweep(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    proc = run_cli("sweep", "--data", trained.data, "--out", out, "--budgets", "0.5", "--epochs", "1",
+                   "--image-size", IMAGE_SIZE, "--runs", "10", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "fastest sparse within 1 point of dense" in proc.stdout or "no sparse model is within" in proc.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def result(sweep: Path) -> dict:
+    return json.loads((sweep / "sweep.json").read_text())
+
+
+def test_sweep_json_has_every_mode_and_its_figures(result: dict) -> None:
+    rows = result["entries"]
+    assert [r["name"] for r in rows] == NAMES
+    for r in rows:
+        assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_f1"] <= 1.0
+        assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"]
+        assert r["training_seconds"] > 0 and r["trainable_parameters"] > 0
+    dense = rows[NAMES.index("dense")]
+    for r in rows:
+        assert r["saving_vs_dense"] == pytest.approx(1 - r["latency_ms"]["p50"] / dense["latency_ms"]["p50"])
+    params = {r["name"]: r["trainable_parameters"] for r in rows}
+    assert params["linear-probe"] < params["dense"] == params["static@0.5"] < params["sparse@0.5"] < params["full"]
+    assert [r["pareto"] for r in rows] == pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])
+    assert rows[NAMES.index("static@0.5")]["compute_fraction"] <= 0.5
+
+
+def test_sweep_plot_is_a_png(sweep: Path) -> None:
+    with Image.open(sweep / "sweep.png") as img:
+        assert img.format == "PNG" and img.size[0] >= 600 and img.size[1] >= 400
+
+
+def test_baseline_bundles_have_no_if_and_only_logits(sweep: Path) -> None:
+    for name in NAMES:
+        proto = onnx.load(str(sweep / "bundles" / name / "model.onnx"))
+        ifs = sum(n.op_type == "If" for n in proto.graph.node)
+        manifest = json.loads((sweep / "bundles" / name / "manifest.json").read_text())
+        assert manifest["mode"] == name.split("@")[0]
+        if name.startswith("sparse"):
+            assert ifs == 9 and [o.name for o in proto.graph.output] == ["logits", "gates"]
+        else:
+            assert ifs == 0 and [o.name for o in proto.graph.output] == ["logits"]
+            assert [i.name for i in proto.graph.input] == ["input"] and manifest["gates"] == []
+            assert not (sweep / "bundles" / name / "model_dense.onnx").exists()
+
+
+CHILD = r"""
+import json, sys
+
+
+class BlockTraining:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "onnx", "onnxscript", "matplotlib"}:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, BlockTraining())
+from edgeadapt.runtime import Runtime
+from edgeadapt.runtime.bench import run_bench
+from edgeadapt.runtime.compare import compare_bundles
+
+out = {}
+for path in sys.argv[1:]:
+    rt = Runtime(path, threads=1)
+    images, _ = rt.bundle.samples()
+    preds = rt.predict(images[:2])
+    bench = run_bench(path, runs=3, warmup=1, threads=1, measure_cold_start=False)
+    out[path] = {"labels": [p.label for p in preds], "gates": [len(p.gates) for p in preds],
+                 "p50": bench["latency_ms"]["p50"], "saving": bench["saving"]}
+both = compare_bundles({"a": sys.argv[1], "b": sys.argv[2]}, runs=3, threads=1)
+out["compare"] = [e["name"] for e in both["entries"]]
+out["loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "onnx", "matplotlib"})
+print(json.dumps(out))
+"""
+
+
+def test_every_bundle_runs_in_the_torch_free_runtime(sweep: Path) -> None:
+    paths = [str(sweep / "bundles" / n) for n in NAMES]
+    proc = subprocess.run([sys.executable, "-c", CHILD, *paths], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["loaded"] == [] and report["compare"] == ["a", "b"]
+    for name, path in zip(NAMES, paths):
+        assert report[path]["p50"] > 0 and len(report[path]["labels"]) == 2
+        gated = name.startswith("sparse")
+        assert report[path]["gates"] == ([9, 9] if gated else [0, 0])
+        assert (report[path]["saving"] is not None) == gated  # a saving against all-open only where gates exist
+
+
+def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp_path: Path) -> None:
+    a, b = sweep / "bundles" / "dense", sweep / "bundles" / "sparse@0.5"
+    out, png = tmp_path / "cmp.json", tmp_path / "cmp.png"
+    proc = run_cli("compare", a, b, "--data", trained.data, "--runs", "5", "--threads", "1", "--json", out,
+                   "--plot", png)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert [e["name"] for e in result["entries"]] == ["dense", "sparse@0.5"]
+    assert result["inputs"] == sum(1 for _ in trained.data.rglob("*.png"))
+    assert all(0 <= e["accuracy"] <= 1 and e["latency_ms"]["p50"] > 0 for e in result["entries"])
+    assert "dense" in proc.stdout and "sparse@0.5" in proc.stdout
+    with Image.open(png) as img:
+        assert img.format == "PNG"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--modes", "sparse,quantum"], "error: unknown mode(s) quantum; choose from sparse, dense, static, linear-probe, full"),
+    (["--budgets", "0.5,half"], "error: --budgets must be a comma-separated list, got '0.5,half'"),
+    (["--budgets", "1.5"], "error: --budgets must be fractions in (0, 1], got [1.5]"),
+])
+def test_sweep_rejects_bad_options_in_one_line(trained: Trained, tmp_path: Path, args: list[str], message: str) -> None:
+    proc = run_cli("sweep", "--data", trained.data, "--out", tmp_path / "s", *args)
+    assert proc.returncode == 1 and proc.stderr.strip() == message
+    assert not (tmp_path / "s").exists()
+
+
+def test_baseline_bundles_refuse_budget_and_device(sweep: Path, tmp_path: Path) -> None:
+    proc = run_cli("bench", sweep / "bundles" / "dense", "--budget", "0.5", "--runs", "2")
+    assert proc.returncode == 1 and "has no gates (mode dense); --budget applies only to sparse bundles" in proc.stderr
+    proc = run_cli("export", sweep / "runs" / "static@0.5", "--out", tmp_path / "b", "--device", "host")
+    assert proc.returncode == 1 and "is a static baseline without gates: --device has no thresholds" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
