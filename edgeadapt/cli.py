@@ -198,14 +198,15 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1), help="Timed runs per bundle.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
+@click.option("--resume", is_flag=True, help="Keep the entries an interrupted sweep in --out finished; do the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
-def sweep(data_dir, out_dir, budgets, modes, epochs, image_size, runs, seed, force, as_json) -> None:
+def sweep(data_dir, out_dir, budgets, modes, epochs, image_size, runs, seed, force, resume, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
 
     result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
-                       image_size, runs=runs, seed=seed, force=force, log=_log)
+                       image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -2,7 +2,6 @@
 exported, and timed side by side; writes sweep.json and an accuracy-latency plot with the Pareto front."""
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,25 +44,33 @@ def plan(modes: list[str], budgets: list[float]) -> list[SweepEntry]:
 
 
 def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epochs: int, image_size: int,
-              runs: int = 200, seed: int = 0, force: bool = False, log: Callable[[str], None] = print,
-              progress_bar=None) -> dict:
-    """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation."""
+              runs: int = 200, seed: int = 0, force: bool = False, resume: bool = False,
+              log: Callable[[str], None] = print) -> dict:
+    """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
+
+    ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
+    """
     from .export.bundle import export_run
     from .plot import plot_tradeoff
 
     entries = plan(modes, budgets)
     out = Path(out)
-    prepare_output(out, force, "sweep")
+    if not resume:
+        prepare_output(out, force, "sweep")
     out.mkdir(parents=True, exist_ok=True)
     trained = []
     for k, entry in enumerate(entries, 1):
-        log(f"[{k}/{len(entries)}] {entry.name}: training...")
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
+        if resume and (bundle_dir / "manifest.json").exists() and (run_dir / "metrics.json").exists():
+            metrics = RunDir(run_dir).load_json("metrics.json")
+            log(f"[{k}/{len(entries)}] {entry.name}: kept from the earlier sweep")
+            trained.append((entry, run_dir, bundle_dir, metrics, metrics["train_seconds"]))
+            continue
+        log(f"[{k}/{len(entries)}] {entry.name}: training...")
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5)
         opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed)
-        started = time.perf_counter()
         metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
-        seconds = time.perf_counter() - started
+        seconds = metrics["train_seconds"]
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
             f"trained in {seconds:.0f}s, exported")

@@ -143,3 +143,19 @@ def test_baseline_bundles_refuse_budget_and_device(sweep: Path, tmp_path: Path) 
     proc = run_cli("export", sweep / "runs" / "static@0.5", "--out", tmp_path / "b", "--device", "host")
     assert proc.returncode == 1 and "is a static baseline without gates: --device has no thresholds" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
+
+
+def test_resume_keeps_finished_entries(sweep: Path, trained: Trained, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    shutil.rmtree(copy / "bundles" / "full")  # as if the sweep had stopped while exporting the last entry
+    before = json.loads((copy / "runs" / "dense" / "metrics.json").read_text())
+    proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--budgets", "0.5", "--epochs", "1",
+                   "--image-size", IMAGE_SIZE, "--runs", "3", "--resume", "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("kept from the earlier sweep") == 4 and "[5/5] full: training..." in proc.stderr
+    result = json.loads(proc.stdout)
+    assert [e["name"] for e in result["entries"]] == NAMES
+    assert json.loads((copy / "runs" / "dense" / "metrics.json").read_text()) == before  # not retrained
