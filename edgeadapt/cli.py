@@ -79,14 +79,16 @@ def train(data_dir, out_dir, mode, budget, gate_scope, epochs, image_size, lr, o
 @click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
 @click.option("--device", default=None,
               help="Device profile (name or .toml path): choose thresholds that fit its latency budget.")
-def export(run_dir, out_dir, force, device) -> None:
+@click.option("--freeze-static-gates", is_flag=True,
+              help="Gates that never or always opened on the held-out set lose their If (--budget cannot move them).")
+def export(run_dir, out_dir, force, device, freeze_static_gates) -> None:
     """Export RUN_DIR to an ONNX bundle (one If per gate), checked against PyTorch."""
     _need_training_extra()
     from .export.bundle import export_run
     from .runtime.devices import resolve_profile
 
     profile = resolve_profile(device) if device else None
-    manifest = export_run(run_dir, out_dir, force=force, log=_log, device=profile)
+    manifest = export_run(run_dir, out_dir, force=force, log=_log, device=profile, freeze_static=freeze_static_gates)
     click.echo(f"wrote {out_dir}: {len(manifest['gates'])} gates, opset {manifest['opset']}, "
                f"parity {max(manifest['parity_max_abs_diff'].values()):.1e}")
 

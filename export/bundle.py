@@ -26,10 +26,11 @@ PARITY_SAMPLES = 8
 
 
 def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[[str], None] = print,
-               device: DeviceProfile | None = None) -> dict:
+               device: DeviceProfile | None = None, freeze_static: bool = False) -> dict:
     """Export, check parity, write the bundle through a temporary folder; returns the manifest.
 
     With a ``device``, the default thresholds are chosen to fit its latency budget (see device_fit).
+    ``freeze_static``: gates that never or always opened on the held-out set lose their If (see static_gates).
     """
     out_dir = Path(out_dir)
     prepare_output(out_dir, force, "bundle")
@@ -39,7 +40,12 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     images, targets = run.load_holdout()
     config = model.config
     norm = meta["normalization"]
-    if device is not None and not config.has_gates:
+    all_costs = dict(zip([f"block{b:02d}" for b in _residual(model)], GateCosts(**meta["costs"]).for_scope(config.gate_scope)))
+    frozen = static_gates(metrics["gate_rates"]) if freeze_static else {}
+    if frozen:
+        model.freeze_gates({int(name[5:]): state == "always runs" for name, state in frozen.items()})
+        log(f"static gates without If: {', '.join(f'{k} {v}' for k, v in frozen.items())}")
+    if device is not None and not bool(model.gate_names):
         raise UserError(f"{run_dir} is a {config.mode} baseline without gates: --device has no thresholds to "
                         "choose; export without it and check the device with 'edgeadapt bench --device'")
     with staged_folder(out_dir) as tmp:
@@ -54,9 +60,9 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
         log(f"parity with PyTorch: max |logit diff| {max(parity.values()):.1e} over "
             f"{', '.join(parity)} ({time.perf_counter() - started:.0f}s)")
         costs = meta["costs"]
-        scope_costs = GateCosts(**costs).for_scope(config.gate_scope)
+        scope_costs = [all_costs[name] for name in model.gate_names]
         table = []
-        if config.has_gates:
+        if bool(model.gate_names):
             log("tabulating compute and accuracy across thresholds (for run-time --budget)...")
             table = budget_table(model, images, targets, norm["mean"], norm["std"], scope_costs)
         keep = _spread(targets, MAX_SAMPLES)
@@ -67,6 +73,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "backbone": config.backbone,
             "mode": config.mode,
             "static_closed": config.static_closed,
+            "static_gates": frozen,
             "gate_scope": config.gate_scope,
             "budget": config.budget,
             "labels": config.labels,
@@ -74,8 +81,8 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
                       "image_size": config.image_size, "layout": "NCHW", "color": "RGB",
                       "resize": "bilinear to image_size x image_size", "scale": 1 / 255,
                       "mean": norm["mean"], "std": norm["std"], "dtype": "float32"},
-            "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1] if config.has_gates else None},
-            "gate_thresholds_input": THRESHOLDS if config.has_gates else None,
+            "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1] if bool(model.gate_names) else None},
+            "gate_thresholds_input": THRESHOLDS if bool(model.gate_names) else None,
             "gates": [{"name": name, "block": block, "threshold": float(t), "macs": int(c),
                        "heldout_rate": float(metrics["gate_rates"][name])}
                       for name, block, t, c in zip(model.gate_names, config.gated_blocks,
@@ -102,12 +109,27 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             log(f"{device.name}: threshold {chosen['threshold']:g}, compute {chosen['compute_fraction']:.2f}, "
                 f"expected p{fit['latency_percentile']:g} {chosen['expected_latency_ms']:.2f} ms "
                 f"(budget {fit['latency_budget_ms']:g} ms), held-out accuracy {chosen['heldout_accuracy']:.3f}")
-        if config.has_gates:
+        if bool(model.gate_names):
             onnx.save(inline_if_nodes(proto), str(tmp / DENSE))
             manifest["dense_parity_max_abs_diff"] = check_dense_parity(tmp / MODEL, tmp / DENSE, x, len(model.gate_names))
             manifest["files"][DENSE] = sha256_file(tmp / DENSE)
         write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def static_gates(gate_rates: dict[str, float]) -> dict[str, str]:
+    """Gates whose held-out open rate was exactly 0 or 1: ``dropped`` or ``always runs`` once frozen.
+
+    Freezing removes their If and gate ops (less overhead), but run-time ``--budget`` can no longer move them.
+    """
+    return {name: "dropped" if rate == 0.0 else "always runs" for name, rate in gate_rates.items() if rate in (0.0, 1.0)}
+
+
+def _residual(model) -> list[int]:
+    """Backbone indices of every adapter site, gated or not, in order."""
+    from ..adapters import GatedBlock
+
+    return [i for i, b in enumerate(model.backbone._blocks) if isinstance(b, GatedBlock)]
 
 
 def _spread(targets: np.ndarray, n: int) -> np.ndarray:

@@ -28,7 +28,7 @@ def export_onnx(model: GatedAdapterModel, path: Path, image_size: int) -> onnx.M
     model.eval()
     x = torch.zeros(2, 3, image_size, image_size)
     batch = {0: torch.export.Dim("batch", min=1, max=4096)}
-    gated = model.config.has_gates
+    gated = bool(model.gate_names)  # a sparse model whose gates were all frozen has none
     # the exporter prints its progress on stdout, which is the user's output channel
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")

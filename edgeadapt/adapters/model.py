@@ -81,6 +81,15 @@ class GatedAdapterModel(nn.Module):
         """The blocks with a gate that decides per input (none in the baseline modes)."""
         return [b for b in self.adapter_blocks() if b.gate is not None]
 
+    def freeze_gates(self, decisions: dict[int, bool]) -> None:
+        """Make these gates static (backbone block -> always runs or never runs); export then has no If for them."""
+        keep = [k for k, i in enumerate(self.config.gated_blocks) if i not in decisions]
+        for i, runs in decisions.items():
+            site = self.backbone._blocks[i]
+            site.gate, site.fixed = None, runs
+        self.config.gated_blocks = [self.config.gated_blocks[k] for k in keep]
+        self.thresholds = self.thresholds[keep].clone()
+
     def set_static_closed(self, blocks: list[int]) -> None:
         """Static baseline: these backbone blocks never run (their adapters stand in), for every input."""
         self.config.static_closed = sorted(blocks)
