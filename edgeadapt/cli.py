@@ -52,7 +52,7 @@ def cli() -> None:
 @click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
-              help="Peak learning rate [default: 1e-2; 1e-3 for --mode full].")
+              help="Peak learning rate [default: 1e-2; 1e-4 for --mode full].")
 @click.option("--open-weight", default=0.0, show_default=True, type=click.FloatRange(0.0),
               help="Also train the network with every gate open, at this loss weight (see docs/gating.md).")
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Held-out fraction.")
