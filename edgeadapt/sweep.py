@@ -9,8 +9,7 @@ from pathlib import Path
 from .adapters import MODES, GatedAdapterConfig
 from .errors import UserError
 from .rundir import RunDir, prepare_output, write_json
-from .runtime.compare import score, time_interleaved
-from .runtime.metrics import pareto_front
+from .runtime.compare import measure_bundles
 from .runtime.session import Runtime
 from .train import TrainOptions, default_lr, run_training
 
@@ -64,26 +63,22 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         if resume and (bundle_dir / "manifest.json").exists() and (run_dir / "metrics.json").exists():
             metrics = RunDir(run_dir).load_json("metrics.json")
             log(f"[{k}/{len(entries)}] {entry.name}: kept from the earlier sweep")
-            trained.append((entry, run_dir, bundle_dir, metrics, metrics["train_seconds"]))
+            trained.append((entry, run_dir, bundle_dir, metrics))
             continue
         log(f"[{k}/{len(entries)}] {entry.name}: training...")
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5)
         opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed)
         metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
-        seconds = metrics["train_seconds"]
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
-            f"trained in {seconds:.0f}s, exported")
-        trained.append((entry, run_dir, bundle_dir, metrics, seconds))
+            f"trained in {metrics['train_seconds']:.0f}s, exported")
+        trained.append((entry, run_dir, bundle_dir, metrics))
     images, targets = RunDir(trained[0][1]).load_holdout()
-    runtimes = {e.name: Runtime(b) for e, _, b, _, _ in trained}
+    runtimes = {e.name: Runtime(bundle_dir) for e, _, bundle_dir, _ in trained}
     log(f"timing {len(runtimes)} bundles at batch 1, interleaved, {runs} runs each...")
-    times = time_interleaved(runtimes, images, runs)
-    rows = [_row(e, run_dir, bundle_dir, metrics, seconds, score(runtimes[e.name], images, targets), times[e.name])
-            for e, run_dir, bundle_dir, metrics, seconds in trained]
+    measured = measure_bundles(runtimes, images, targets, runs)
+    rows = [{**row, **_training_figures(e, run_dir, metrics)} for row, (e, run_dir, _, metrics) in zip(measured, trained)]
     _relative_to_dense(rows)
-    for row, front in zip(rows, pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])):
-        row["pareto"] = front
     result = {"data": str(data), "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs,
               "heldout_images": int(len(images)), "entries": rows, "summary": summarize(rows)}
     write_json(out / SWEEP_JSON, result)
@@ -91,15 +86,11 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     return result
 
 
-def _row(entry: SweepEntry, run_dir: Path, bundle_dir: Path, metrics: dict, seconds: float, scores: dict,
-         times: list[float]) -> dict:
-    from .runtime.bench import percentiles
-
-    return {"name": entry.name, "mode": entry.mode, "budget": entry.budget,
-            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
-            "latency_ms": percentiles(times), "compute_fraction": metrics["compute_fraction"],
+def _training_figures(entry: SweepEntry, run_dir: Path, metrics: dict) -> dict:
+    """What the sweep adds to the bundle's measured row: its budget, compute and training cost."""
+    return {"budget": entry.budget, "compute_fraction": metrics["compute_fraction"],
             "mac_saving": metrics["mac_saving"], "trainable_parameters": metrics["trainable_parameters"],
-            "training_seconds": seconds, "run": str(run_dir), "bundle": str(bundle_dir)}
+            "training_seconds": metrics["train_seconds"], "run": str(run_dir)}
 
 
 def _relative_to_dense(rows: list[dict]) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .adapters import GatedAdapterConfig, GatedAdapterModel, GatedBlock
+from .adapters import GatedAdapterConfig, GatedAdapterModel
 from .adapters.model import OPEN_ALL
 from .cost import count_macs
 from .runtime.metrics import macro_f1
@@ -156,7 +156,7 @@ def choose_static_blocks(model: GatedAdapterModel, feats: torch.Tensor, block_ma
         drift.append(float(((pooled_features(model, feats) - reference).norm(dim=1) / reference.norm(dim=1)).mean()))
         site.fixed = True
     order = sorted(range(len(sites)), key=lambda k: drift[k] / block_macs[k])
-    residual = [i for i, b in enumerate(model.backbone._blocks) if isinstance(b, GatedBlock)]
+    residual = model.site_indices()
     closed, saved = [], 0
     for k in order:
         if saved >= (1 - budget) * sum(block_macs):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..adapters.model import gate_name
 from ..checkpoint import load_trained_model
 from ..errors import UserError
 from ..rundir import METRICS, RunDir, prepare_output, save_npz, staged_folder, write_json
@@ -40,12 +41,14 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     images, targets = run.load_holdout()
     config = model.config
     norm = meta["normalization"]
-    all_costs = dict(zip([f"block{b:02d}" for b in _residual(model)], GateCosts(**meta["costs"]).for_scope(config.gate_scope)))
+    site_of = {gate_name(i): i for i in model.site_indices()}
+    all_costs = dict(zip(site_of, GateCosts(**meta["costs"]).for_scope(config.gate_scope)))
     frozen = static_gates(metrics["gate_rates"]) if freeze_static else {}
     if frozen:
-        model.freeze_gates({int(name[5:]): state == "always runs" for name, state in frozen.items()})
+        model.freeze_gates({site_of[name]: state == "always runs" for name, state in frozen.items()})
         log(f"static gates without If: {', '.join(f'{k} {v}' for k, v in frozen.items())}")
-    if device is not None and not bool(model.gate_names):
+    gated = bool(model.gate_names)  # False for the baselines, and for a sparse run whose gates all froze
+    if device is not None and not gated:
         raise UserError(f"{run_dir} is a {config.mode} baseline without gates: --device has no thresholds to "
                         "choose; export without it and check the device with 'edgeadapt bench --device'")
     with staged_folder(out_dir) as tmp:
@@ -62,7 +65,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
         costs = meta["costs"]
         scope_costs = [all_costs[name] for name in model.gate_names]
         table = []
-        if bool(model.gate_names):
+        if gated:
             log("tabulating compute and accuracy across thresholds (for run-time --budget)...")
             table = budget_table(model, images, targets, norm["mean"], norm["std"], scope_costs)
         keep = _spread(targets, MAX_SAMPLES)
@@ -81,8 +84,8 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
                       "image_size": config.image_size, "layout": "NCHW", "color": "RGB",
                       "resize": "bilinear to image_size x image_size", "scale": 1 / 255,
                       "mean": norm["mean"], "std": norm["std"], "dtype": "float32"},
-            "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1] if bool(model.gate_names) else None},
-            "gate_thresholds_input": THRESHOLDS if bool(model.gate_names) else None,
+            "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1] if gated else None},
+            "gate_thresholds_input": THRESHOLDS if gated else None,
             "gates": [{"name": name, "block": block, "threshold": float(t), "macs": int(c),
                        "heldout_rate": float(metrics["gate_rates"][name])}
                       for name, block, t, c in zip(model.gate_names, config.gated_blocks,
@@ -109,7 +112,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             log(f"{device.name}: threshold {chosen['threshold']:g}, compute {chosen['compute_fraction']:.2f}, "
                 f"expected p{fit['latency_percentile']:g} {chosen['expected_latency_ms']:.2f} ms "
                 f"(budget {fit['latency_budget_ms']:g} ms), held-out accuracy {chosen['heldout_accuracy']:.3f}")
-        if bool(model.gate_names):
+        if gated:
             onnx.save(inline_if_nodes(proto), str(tmp / DENSE))
             manifest["dense_parity_max_abs_diff"] = check_dense_parity(tmp / MODEL, tmp / DENSE, x, len(model.gate_names))
             manifest["files"][DENSE] = sha256_file(tmp / DENSE)
@@ -123,13 +126,6 @@ def static_gates(gate_rates: dict[str, float]) -> dict[str, str]:
     Freezing removes their If and gate ops (less overhead), but run-time ``--budget`` can no longer move them.
     """
     return {name: "dropped" if rate == 0.0 else "always runs" for name, rate in gate_rates.items() if rate in (0.0, 1.0)}
-
-
-def _residual(model) -> list[int]:
-    """Backbone indices of every adapter site, gated or not, in order."""
-    from ..adapters import GatedBlock
-
-    return [i for i, b in enumerate(model.backbone._blocks) if isinstance(b, GatedBlock)]
 
 
 def _spread(targets: np.ndarray, n: int) -> np.ndarray:

@@ -7,16 +7,15 @@ host's own figure, and the manifest says so.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
+from ..runtime.bench import time_interleaved
 from ..runtime.bundle import Bundle
 from ..runtime.devices import DeviceProfile
-from ..runtime.preprocess import normalize
 from ..runtime.session import Runtime
 
 RUNS_PER_ROW = 40
@@ -28,20 +27,13 @@ def fit_to_device(model_path: Path, manifest: dict, images: np.ndarray, profile:
     """The chosen table row with its measured latency; raises when no threshold fits the budget."""
     rt = Runtime(Bundle(model_path.parent, manifest), threads=profile.runtime.threads,
                  providers=list(profile.runtime.execution_providers))
-    xs = normalize(images, manifest["input"]["mean"], manifest["input"]["std"])
     pct, budget = profile.budgets.latency_percentile, profile.budgets.latency_ms
     rows = _distinct(manifest["budget_table"])
     log(f"timing {len(rows)} threshold settings on this host for {profile.name} "
         f"(p{pct:g} budget {budget:g} ms, {rt.provider})...")
-    thresholds = [np.full(len(manifest["gates"]), row["threshold"], np.float32) for row in rows]
-    times: list[list[float]] = [[] for _ in rows]
-    for i in range(RUNS_PER_ROW + WARMUP):  # rows interleaved, so drift on a busy host hits every row alike
-        x = xs[i % len(xs)][None]
-        for k, thr in enumerate(thresholds):
-            ms = _time_ms(rt, x, thr)
-            if i >= WARMUP:
-                times[k].append(ms)
-    measured = [{**row, "expected_latency_ms": float(np.percentile(t, pct))} for row, t in zip(rows, times)]
+    settings = {k: (rt, np.full(len(manifest["gates"]), row["threshold"], np.float32)) for k, row in enumerate(rows)}
+    times = time_interleaved(settings, images, RUNS_PER_ROW, WARMUP)  # rows interleaved: drift hits all alike
+    measured = [{**row, "expected_latency_ms": float(np.percentile(times[k], pct))} for k, row in enumerate(rows)]
     fitting = [r for r in measured if r["expected_latency_ms"] <= budget]
     if not fitting:
         fastest = min(r["expected_latency_ms"] for r in measured)
@@ -60,9 +52,3 @@ def _distinct(table: list[dict]) -> list[dict]:
     for row in sorted(table, key=lambda r: r["threshold"]):
         seen.setdefault(row["compute_fraction"], row)
     return list(seen.values())
-
-
-def _time_ms(rt: Runtime, x: np.ndarray, thr: np.ndarray) -> float:
-    start = time.perf_counter()
-    rt.infer(x, thr)
-    return (time.perf_counter() - start) * 1e3

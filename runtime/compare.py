@@ -1,33 +1,14 @@
 """Bundles side by side on the same inputs: accuracy, macro-F1, and batch-1 latency timed in one rotation."""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from .bench import load_inputs, percentiles
+from .bench import load_inputs, percentiles, time_interleaved
 from .metrics import accuracy, macro_f1, pareto_front
 from .session import Runtime
-
-
-def time_interleaved(runtimes: dict[str, Runtime], images: np.ndarray, runs: int, warmup: int = 10,
-                     progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
-    """Each input goes through every bundle in turn, so machine noise hits all of them alike (ms per call)."""
-    xs = {name: rt.prepare(images) for name, rt in runtimes.items()}
-    times: dict[str, list[float]] = {name: [] for name in runtimes}
-    for i in range(warmup + runs):
-        for name, rt in runtimes.items():
-            x = xs[name][i % len(images)][None]
-            t = time.perf_counter()
-            rt.infer(x)
-            if i >= warmup:
-                times[name].append((time.perf_counter() - t) * 1e3)
-        if progress and i >= warmup:
-            progress(1)
-    return times
 
 
 def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -38,7 +19,7 @@ def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict[str, flo
 
 
 def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: int = 200,
-                    threads: int | None = None, progress: Callable[[int], None] | None = None) -> dict:
+                    threads: int | None = None) -> dict:
     """Score and time several bundles on one data folder (or the first bundle's held-out samples)."""
     runtimes = {name: Runtime(path, threads=threads) for name, path in bundles.items()}
     first = next(iter(runtimes.values()))
@@ -51,16 +32,19 @@ def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: in
     images, targets = load_inputs(first, data)
     if targets is None:
         raise UserError(f"--data {data} needs one sub-folder per class, named as the bundles' labels")
-    times = time_interleaved(runtimes, images, runs, progress=progress)
-    rows = []
-    for name, rt in runtimes.items():
-        lat = percentiles(times[name])
-        rows.append({"name": name, "bundle": str(bundles[name]), "mode": rt.bundle.manifest.get("mode", "sparse"),
-                     **score(rt, images, targets), "latency_ms": lat})
+    return {"inputs": int(len(images)), "runs": runs, "threads": threads or "onnxruntime default",
+            "data": str(data) if data else "held-out samples of the first bundle",
+            "entries": measure_bundles(runtimes, images, targets, runs)}
+
+
+def measure_bundles(runtimes: dict[str, Runtime], images: np.ndarray, targets: np.ndarray, runs: int) -> list[dict]:
+    """Per bundle: accuracy and macro-F1 on ``images``, batch-1 latency timed in one rotation, Pareto flag."""
+    times = time_interleaved({name: (rt, None) for name, rt in runtimes.items()}, images, runs)
+    rows = [{"name": name, "bundle": str(rt.bundle.root), "mode": rt.bundle.manifest.get("mode", "sparse"),
+             **score(rt, images, targets), "latency_ms": percentiles(times[name])} for name, rt in runtimes.items()]
     for row, front in zip(rows, pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])):
         row["pareto"] = front
-    return {"inputs": int(len(images)), "runs": runs, "threads": threads or "onnxruntime default",
-            "data": str(data) if data else "held-out samples of the first bundle", "entries": rows}
+    return rows
 
 
 def format_comparison(result: dict) -> str:

@@ -12,6 +12,11 @@ OPEN_ALL = -1e9   # a threshold below any logit: the gate is always open
 CLOSE_ALL = 1e9   # a threshold above any logit: the gate is always closed
 
 
+def gate_name(block: int) -> str:
+    """The name a site's gate goes by in metrics, manifests and the CLI."""
+    return f"block{block:02d}"
+
+
 class GatedAdapterModel(nn.Module):
     """Frozen backbone + gated adapters + a new classifier head.
 
@@ -44,7 +49,7 @@ class GatedAdapterModel(nn.Module):
 
     @property
     def gate_names(self) -> list[str]:
-        return [f"block{i:02d}" for i in self.config.gated_blocks]
+        return [gate_name(i) for i in self.config.gated_blocks]
 
     def prefix(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen layers before the first trained one; their output can be cached during training."""
@@ -93,9 +98,13 @@ class GatedAdapterModel(nn.Module):
     def set_static_closed(self, blocks: list[int]) -> None:
         """Static baseline: these backbone blocks never run (their adapters stand in), for every input."""
         self.config.static_closed = sorted(blocks)
-        for i, b in enumerate(self.backbone._blocks):
-            if isinstance(b, GatedBlock) and b.gate is None:
-                b.fixed = i not in self.config.static_closed
+        for i in self.site_indices():
+            if self.backbone._blocks[i].gate is None:
+                self.backbone._blocks[i].fixed = i not in self.config.static_closed
+
+    def site_indices(self) -> list[int]:
+        """Backbone indices of every adapter site, gated or fixed, in order."""
+        return [i for i, b in enumerate(self.backbone._blocks) if isinstance(b, GatedBlock)]
 
     def adapter_blocks(self) -> list[GatedBlock]:
         """Every residual block wrapped with an adapter, gated or fixed."""
