@@ -140,8 +140,8 @@ def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, bud
     With --device, the profile's percentile is the headline and each budget gets a verdict; the exit
     status is 3 when a budget is missed (1 and 2 mean errors and usage mistakes).
     """
-    if json_out and str(json_out) != "-" and json_out.exists() and not force:
-        raise UserError(f"{json_out} already exists; pass --force to replace it")
+    if json_out and str(json_out) != "-":
+        _refuse_overwrite(json_out, force)
     from .runtime.bench import format_table, run_bench, write_result
     from .runtime.devices import resolve_profile
 
@@ -226,8 +226,17 @@ def sweep(data_dir, out_dir, budgets, modes, epochs, image_size, runs, seed, for
 @click.option("--json", "json_file", default=None, type=click.Path(path_type=Path), help="Also write the result here.")
 @click.option("--plot", "plot_file", default=None, type=click.Path(path_type=Path),
               help="Also draw accuracy against p50 latency here (PNG; needs matplotlib).")
-def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file) -> None:
+@click.option("--force", is_flag=True, help="Replace existing --json and --plot files.")
+def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file, force) -> None:
     """Two bundles on one data folder: accuracy, macro-F1 and interleaved batch-1 latency."""
+    for path in (json_file, plot_file):
+        if path:
+            _refuse_overwrite(path, force)
+    if plot_file:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UserError("--plot needs matplotlib: pip install 'edgeadapt[train]' or pip install matplotlib") from None
     from .runtime.bench import write_result
     from .runtime.compare import compare_bundles, format_comparison
 
@@ -237,13 +246,15 @@ def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file) -
     if json_file:
         write_result(json_file, result)
     if plot_file:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UserError("--plot needs matplotlib: pip install 'edgeadapt[train]' or pip install matplotlib") from None
         from .plot import plot_tradeoff
 
         plot_tradeoff(result["entries"], plot_file, f"{result['inputs']} inputs, batch 1 on this host")
+
+
+def _refuse_overwrite(path: Path, force: bool) -> None:
+    """Nothing the user had is replaced without --force; checked before any work starts."""
+    if path.exists() and not force:
+        raise UserError(f"{path} already exists; pass --force to replace it")
 
 
 def _csv(text: str, kind, option: str) -> list:

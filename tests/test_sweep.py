@@ -159,3 +159,15 @@ def test_resume_keeps_finished_entries(sweep: Path, trained: Trained, tmp_path: 
     result = json.loads(proc.stdout)
     assert [e["name"] for e in result["entries"]] == NAMES
     assert json.loads((copy / "runs" / "dense" / "metrics.json").read_text()) == before  # not retrained
+
+
+def test_compare_never_replaces_a_file_without_force(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine.json"
+    out.write_text("the user's own file")
+    a, b = sweep / "bundles" / "dense", sweep / "bundles" / "full"
+    proc = run_cli("compare", a, b, "--runs", "2", "--json", out)
+    assert proc.returncode == 1 and proc.stderr.strip() == f"error: {out} already exists; pass --force to replace it"
+    assert out.read_text() == "the user's own file"
+    proc = run_cli("compare", a, b, "--runs", "2", "--json", out, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert [e["name"] for e in json.loads(out.read_text())["entries"]] == ["dense", "full"]
