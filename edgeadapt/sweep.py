@@ -49,10 +49,12 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
     """
+    from .data.folder import scan_image_folder
     from .export.bundle import export_run
     from .plot import plot_tradeoff
 
     entries = plan(modes, budgets)
+    scan_image_folder(data)  # a bad data folder fails here, before the sweep folder is created
     out = Path(out)
     if not resume:
         prepare_output(out, force, "sweep")

@@ -130,6 +130,8 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     (["--modes", "sparse,quantum"], "error: unknown mode(s) quantum; choose from sparse, dense, static, linear-probe, full"),
     (["--budgets", "0.5,half"], "error: --budgets must be a comma-separated list, got '0.5,half'"),
     (["--budgets", "1.5"], "error: --budgets must be fractions in (0, 1], got [1.5]"),
+    (["--data", "/nonexistent/parts"],
+     "error: data folder /nonexistent/parts does not exist; pass a folder with one sub-folder per class"),
 ])
 def test_sweep_rejects_bad_options_in_one_line(trained: Trained, tmp_path: Path, args: list[str], message: str) -> None:
     proc = run_cli("sweep", "--data", trained.data, "--out", tmp_path / "s", *args)
