@@ -5,12 +5,12 @@ from pathlib import Path
 
 import torch
 
-from .adapters import GatedAdapterConfig, GatedAdapterModel
+from .adapters import GatedAdapterConfig, GatedModel, create_model
 from .errors import UserError
 from .rundir import CONFIG, WEIGHTS, RunDir
 
 
-def load_trained_model(run_dir: str | Path) -> tuple[GatedAdapterModel, dict]:
+def load_trained_model(run_dir: str | Path) -> tuple[GatedModel, dict]:
     """The model in eval mode with calibrated thresholds, and the run's ``config.json``."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -22,7 +22,7 @@ def load_trained_model(run_dir: str | Path) -> tuple[GatedAdapterModel, dict]:
         config = GatedAdapterConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{run.path(CONFIG)} has a bad config ({exc}); re-run 'edgeadapt train'") from None
-    model = GatedAdapterModel(config)
+    model = create_model(config)
     try:
         state = load_file(str(run.path(WEIGHTS)))
     except (SafetensorError, OSError) as exc:

@@ -39,9 +39,36 @@ def cli() -> None:
     """Adapt a frozen pretrained model with sparse gated adapters, export it, run and benchmark it on devices."""
 
 
+def _backbone_options(command):
+    """--backbone, --backbone-dir, --max-length and --blocks, shared by train and sweep."""
+    for option in reversed([
+        click.option("--backbone", default="efficientnet_lite0", show_default=True,
+                     help="efficientnet_lite0 (images); all-minilm-l6-v2, or bert with --backbone-dir (texts); "
+                          "module:pkg.mod:factory with --blocks (your module, .npz data)."),
+        click.option("--backbone-dir", default="", type=click.Path(file_okay=False, path_type=str),
+                     help="A Hugging Face model directory (config.json, model.safetensors, tokenizer.json) for "
+                          "--backbone bert."),
+        click.option("--max-length", default=64, show_default=True, type=click.IntRange(4, 512),
+                     help="Text backbones: tokens per text (longer texts are truncated)."),
+        click.option("--blocks", default="", help="Custom backbones: the pattern naming the gateable blocks, "
+                                                  "e.g. 'stage?.*' (docs/custom.md)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: str) -> dict:
+    """The config fields the backbone options set (the directory made absolute: runs outlive the cwd)."""
+    return {"backbone": backbone, "backbone_dir": str(Path(backbone_dir).resolve()) if backbone_dir else "",
+            "max_length": max_length, "blocks": blocks}
+
+
 @cli.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Image folder: one sub-folder per class.")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Image folder (one sub-folder per class); a CSV with 'text,label' rows for a text backbone; an "
+                   ".npz with X and y for a custom backbone.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
+@_backbone_options
 @click.option("--mode", default="sparse", show_default=True,
               type=click.Choice(["sparse", "dense", "static", "linear-probe", "full"]),
               help="sparse: gated adapters; the rest are baselines to compare with (docs/baselines.md).")
@@ -59,14 +86,16 @@ def cli() -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def train(data_dir, out_dir, mode, budget, gate_scope, epochs, image_size, lr, open_weight, holdout, seed, force,
-          as_json) -> None:
-    """Train gated adapters (or a baseline) on an image folder; writes RUN_DIR with weights and metrics.json."""
+def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, gate_scope, epochs, image_size,
+          lr, open_weight, holdout, seed, force, as_json) -> None:
+    """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
+    metrics.json."""
     _need_training_extra()
     from .adapters import GatedAdapterConfig
     from .train import TrainOptions, default_lr, run_training
 
-    config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode)
+    config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
+                                **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
@@ -95,17 +124,31 @@ def export(run_dir, out_dir, force, device, freeze_static_gates) -> None:
 
 @cli.command()
 @click.argument("bundle_dir", type=click.Path(path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=None)
 @click.option("--budget", type=click.FloatRange(0.0, 1.0), default=None,
               help="Run at this fraction of gated compute (thresholds from the bundle's budget table).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input, one per line.")
 def run(bundle_dir, inputs, threads, budget, as_json) -> None:
-    """Classify image files with a bundle; prints label, score and the gates that fired."""
+    """Classify inputs with a bundle; prints label, score and the gates that fired.
+
+    INPUTS are image files; for a text bundle the texts themselves or .csv ('text' column) / .txt (one
+    text per line) files of them; for an array bundle .npz files whose rows X are classified one by one."""
     from .runtime import Runtime
+    from .runtime.text import read_texts
 
     rt = Runtime(bundle_dir, threads=threads, budget=budget)
-    for path, pred in zip(inputs, rt.predict_files(list(inputs))):
+    if rt.kind == "text":
+        texts = read_texts(list(inputs))
+        results = zip(texts, (p for t in texts for p in rt.predict_texts([t])))  # one at a time, as a device
+    elif rt.kind == "array":
+        from .runtime.arrays import read_rows
+
+        rows = [(f"{path}[{i}]", x) for path in inputs for i, x in enumerate(read_rows(path)[0])]
+        results = ((name, rt.predict(x[None])[0]) for name, x in rows)
+    else:
+        results = zip(inputs, rt.predict_files(list(inputs)))
+    for path, pred in results:
         if as_json:
             click.echo(json.dumps({"input": str(path), **pred.to_dict()}))
         else:
@@ -190,9 +233,11 @@ def demo(out_dir, force, as_json) -> None:
 
 
 @cli.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help="Image folder: one sub-folder per class.")
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
+              help="Image folder (one sub-folder per class), a text CSV or an array NPZ, as for train.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Sweep folder: runs/, bundles/, sweep.json, sweep.png.")
+@_backbone_options
 @click.option("--budgets", default="0.25,0.5,0.75", show_default=True, help="Budgets for the sparse and static models.")
 @click.option("--modes", default=",".join(["sparse", "dense", "static", "linear-probe", "full"]), show_default=True)
 @click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
@@ -202,13 +247,15 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
 @click.option("--resume", is_flag=True, help="Keep the entries an interrupted sweep in --out finished; do the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
-def sweep(data_dir, out_dir, budgets, modes, epochs, image_size, runs, seed, force, resume, as_json) -> None:
+def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, budgets, modes, epochs, image_size, runs, seed,
+          force, resume, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
 
     result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
-                       image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log)
+                       image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log,
+                       backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

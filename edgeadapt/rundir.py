@@ -47,9 +47,18 @@ class RunDir:
             raise UserError(f"{self.path(name)} is unreadable ({exc.__class__.__name__}); re-run 'edgeadapt train'") from None
 
     def load_holdout(self) -> tuple[np.ndarray, np.ndarray]:
+        """Held-out images and targets (image runs)."""
+        arrays, targets = self.load_holdout_arrays()
+        if "images" not in arrays:
+            raise UserError(f"{self.path(HOLDOUT)} holds texts, not images")
+        return arrays["images"], targets
+
+    def load_holdout_arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Held-out inputs as stored (``images``, or ``input_ids``, ``attention_mask``, ``texts``) and targets."""
         try:
             with np.load(self.path(HOLDOUT), allow_pickle=False) as data:
-                return data["images"], data["targets"]
+                arrays = {k: data[k] for k in data.files}
+            return arrays, arrays.pop("targets")
         except (OSError, KeyError, ValueError) as exc:
             raise UserError(f"{self.path(HOLDOUT)} is unreadable ({exc.__class__.__name__}); re-run 'edgeadapt train'") from None
 

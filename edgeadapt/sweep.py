@@ -44,17 +44,20 @@ def plan(modes: list[str], budgets: list[float]) -> list[SweepEntry]:
 
 def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epochs: int, image_size: int,
               runs: int = 200, seed: int = 0, force: bool = False, resume: bool = False,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, backbone: dict | None = None) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
+    ``backbone``: config fields naming another backbone (``backbone``, ``backbone_dir``, ``max_length``,
+    ``blocks``); the data is then a text CSV or an array NPZ.
     """
-    from .data.folder import scan_image_folder
+    from .data import check_data, holdout_samples
     from .export.bundle import export_run
     from .plot import plot_tradeoff
 
     entries = plan(modes, budgets)
-    scan_image_folder(data)  # a bad data folder fails here, before the sweep folder is created
+    backbone = backbone or {}
+    check_data(data, GatedAdapterConfig(image_size=image_size, **backbone))  # before the sweep folder exists
     out = Path(out)
     if not resume:
         prepare_output(out, force, "sweep")
@@ -68,23 +71,25 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             trained.append((entry, run_dir, bundle_dir, metrics))
             continue
         log(f"[{k}/{len(entries)}] {entry.name}: training...")
-        config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5)
+        config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5, **backbone)
         opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed)
         metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
             f"trained in {metrics['train_seconds']:.0f}s, exported")
         trained.append((entry, run_dir, bundle_dir, metrics))
-    images, targets = RunDir(trained[0][1]).load_holdout()
+    arrays, targets = RunDir(trained[0][1]).load_holdout_arrays()
+    images = holdout_samples(arrays)
     runtimes = {e.name: Runtime(bundle_dir) for e, _, bundle_dir, _ in trained}
     log(f"timing {len(runtimes)} bundles at batch 1, interleaved, {runs} runs each...")
     measured = measure_bundles(runtimes, images, targets, runs)
     rows = [{**row, **_training_figures(e, run_dir, metrics)} for row, (e, run_dir, _, metrics) in zip(measured, trained)]
     _relative_to_dense(rows)
-    result = {"data": str(data), "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs,
-              "heldout_images": int(len(images)), "entries": rows, "summary": summarize(rows)}
+    result = {"data": str(data), "backbone": backbone.get("backbone", "efficientnet_lite0"),
+              "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs,
+              "heldout_inputs": int(len(images)), "entries": rows, "summary": summarize(rows)}
     write_json(out / SWEEP_JSON, result)
-    plot_tradeoff(rows, out / SWEEP_PNG, f"{Path(data).name}: {len(images)} held-out images, batch 1 on this host")
+    plot_tradeoff(rows, out / SWEEP_PNG, f"{Path(data).name}: {len(images)} held-out inputs, batch 1 on this host")
     return result
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .adapters import GatedAdapterConfig, GatedAdapterModel
-from .adapters.model import OPEN_ALL
+from .adapters import GatedAdapterConfig
+from .adapters.base import OPEN_ALL, GatedModel
 from .cost import count_macs
 from .runtime.metrics import macro_f1
 from .runtime.preprocess import normalize
@@ -53,37 +53,47 @@ class GateCosts:
         return self.block_macs if scope == "block" else self.adapter_macs
 
 
-def measure_costs(model: GatedAdapterModel, image_size: int) -> GateCosts:
-    """Count MACs per gated block and adapter by running each on its real input shape."""
-    inputs: list[torch.Tensor] = []
-    hooks = [b.register_forward_hook(lambda m, a, o: inputs.append(a[0])) for b in model.adapter_blocks()]
+def measure_costs(model: GatedModel) -> GateCosts:
+    """Count MACs per gated block and adapter by running each on its real input (batch of one)."""
+    calls: list[tuple] = []
+    hooks = [b.register_forward_hook(lambda m, a, o: calls.append(a)) for b in model.adapter_blocks()]
     was_training = model.training
     model.eval()
-    x = torch.zeros(1, 3, image_size, image_size)
+    inputs = model.example_inputs(1)
     try:
         with torch.no_grad():
-            model(x, torch.full_like(model.thresholds, OPEN_ALL))
+            model(*inputs, torch.full_like(model.thresholds, OPEN_ALL))
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
     blocks = model.adapter_blocks()
+    # a site is called as (x, threshold, *context): the block reads x and the context, the adapter x alone
     return GateCosts(
-        block_macs=[count_macs(b.block, h) for b, h in zip(blocks, inputs)],
-        adapter_macs=[count_macs(b.adapter, h) for b, h in zip(blocks, inputs)],
-        total_macs=count_macs(_AllOpen(model), x),
+        block_macs=[count_macs(b.block, a[0], *a[2:]) for b, a in zip(blocks, calls)],
+        adapter_macs=[count_macs(b.adapter, a[0]) for b, a in zip(blocks, calls)],
+        total_macs=count_macs(_AllOpen(model), *inputs),
     )
 
 
 class _AllOpen(torch.nn.Module):
     """Adapter to count MACs of the model with every gate open."""
 
-    def __init__(self, model: GatedAdapterModel):
+    def __init__(self, model: GatedModel):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, torch.full_like(self.model.thresholds, OPEN_ALL))[0]
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(*inputs, torch.full_like(self.model.thresholds, OPEN_ALL))[0]
+
+
+def batch_inputs(arrays: dict[str, np.ndarray], idx: np.ndarray, norm: dict) -> tuple[torch.Tensor, ...]:
+    """The model's inputs for rows ``idx`` of stored arrays: images normalised, token ids and arrays as they are."""
+    if "inputs" in arrays:
+        return (torch.from_numpy(arrays["inputs"][idx]),)
+    if "images" in arrays:
+        return (torch.from_numpy(normalize(arrays["images"][idx], norm["mean"], norm["std"])),)
+    return torch.from_numpy(arrays["input_ids"][idx]), torch.from_numpy(arrays["attention_mask"][idx])
 
 
 def batches(n: int, size: int, rng: np.random.Generator | None = None):
@@ -94,18 +104,19 @@ def batches(n: int, size: int, rng: np.random.Generator | None = None):
 
 
 @torch.no_grad()
-def cache_prefix(model: GatedAdapterModel, images: np.ndarray, mean, std, progress: Callable[[int], None]) -> torch.Tensor:
+def cache_prefix(model: GatedModel, arrays: dict[str, np.ndarray], norm: dict,
+                 progress: Callable[[int], None]) -> torch.Tensor:
     """Run the frozen layers before the first gate once; training then starts from their output."""
     model.eval()
     out = []
-    for idx in batches(len(images), 64):
-        out.append(model.prefix(torch.from_numpy(normalize(images[idx], mean, std))))
+    for idx in batches(len(next(iter(arrays.values()))), 64):
+        out.append(model.prefix(*batch_inputs(arrays, idx, norm)))
         progress(len(idx))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def evaluate(model: GatedAdapterModel, feats: torch.Tensor, targets: np.ndarray,
+def evaluate(model: GatedModel, feats: torch.Tensor, targets: np.ndarray,
              thresholds: torch.Tensor | None = None) -> dict:
     """Accuracy and per-gate open rate of the deployed (hard-gated) model on cached features."""
     model.eval()
@@ -126,7 +137,7 @@ def compute_fraction(gates: np.ndarray, costs: list[int]) -> float:
     return float((gates @ c).mean() / c.sum())
 
 
-def calibrate(model: GatedAdapterModel, feats: torch.Tensor, costs: list[int], budget: float,
+def calibrate(model: GatedModel, feats: torch.Tensor, costs: list[int], budget: float,
               iters: int = 10) -> torch.Tensor:
     """One offset for every gate threshold, found by bisection, so compute on ``feats`` meets the budget."""
     def frac(offset: float) -> float:
@@ -145,15 +156,15 @@ def calibrate(model: GatedAdapterModel, feats: torch.Tensor, costs: list[int], b
 
 
 @torch.no_grad()
-def choose_static_blocks(model: GatedAdapterModel, feats: torch.Tensor, block_macs: list[int], budget: float) -> list[int]:
+def choose_static_blocks(model: GatedModel, feats: torch.Tensor, block_macs: list[int], budget: float) -> list[int]:
     """Blocks the ``static`` baseline drops: least change of the frozen features per MAC saved, until the
     dropped blocks hold ``1 - budget`` of the residual MACs (the compute the sparse model skips)."""
     sites = model.adapter_blocks()
-    reference = pooled_features(model, feats)
+    reference = model.frozen_features(feats)
     drift = []
     for site in sites:
         site.fixed = False
-        drift.append(float(((pooled_features(model, feats) - reference).norm(dim=1) / reference.norm(dim=1)).mean()))
+        drift.append(float(((model.frozen_features(feats) - reference).norm(dim=1) / reference.norm(dim=1)).mean()))
         site.fixed = True
     order = sorted(range(len(sites)), key=lambda k: drift[k] / block_macs[k])
     residual = model.site_indices()
@@ -166,7 +177,7 @@ def choose_static_blocks(model: GatedAdapterModel, feats: torch.Tensor, block_ma
     return sorted(closed)
 
 
-def train_gated(model: GatedAdapterModel, feats: torch.Tensor, targets: np.ndarray, costs: list[int],
+def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, costs: list[int],
                 opts: TrainOptions, log: Log) -> list[dict]:
     """Cross-entropy plus a squared pull of the expected compute fraction toward the budget."""
     torch.manual_seed(opts.seed)
@@ -213,22 +224,6 @@ def train_gated(model: GatedAdapterModel, feats: torch.Tensor, targets: np.ndarr
     return history
 
 
-@torch.no_grad()
-def pooled_features(model: GatedAdapterModel, feats: torch.Tensor) -> torch.Tensor:
-    """Frozen backbone features without adapters (a site fixed closed skips its block) for the linear probe."""
-    out = []
-    blocks = model.backbone._blocks[model.cut:]
-    for idx in batches(len(feats), 64):
-        h = feats[idx]
-        for b in blocks:
-            if hasattr(b, "block"):
-                h = b.block(h) if b.fixed is not False else h
-            else:
-                h = b(h)
-        out.append(model.backbone.head_features(h))
-    return torch.cat(out)
-
-
 def linear_probe(train_x: torch.Tensor, train_y: np.ndarray, held_x: torch.Tensor, held_y: np.ndarray,
                  num_classes: int, seed: int, epochs: int = 200) -> float:
     """Held-out accuracy of a linear head alone on the frozen backbone: the floor adapters must beat."""
@@ -252,7 +247,9 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
     """The whole ``edgeadapt train`` job; writes the run folder atomically and returns its metrics."""
     from safetensors.torch import save_file
 
-    from .data.folder import scan_image_folder, stratified_split
+    from .adapters import create_model
+    from .data import load_training_data
+    from .data.folder import stratified_split
     from .rundir import CONFIG, HOLDOUT, METRICS, WEIGHTS, prepare_output, save_npz, staged_folder, write_json
     from .runtime.preprocess import DEFAULT_MEAN, DEFAULT_STD
 
@@ -260,18 +257,17 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
     prepare_output(out_dir, force, "run")
     started = time.perf_counter()
     torch.manual_seed(opts.seed)
-    ds = scan_image_folder(data_dir)
-    config.labels, config.num_classes = ds.labels, len(ds.labels)
-    log(f"data: {len(ds.files)} images in {len(ds.labels)} classes from {data_dir}")
-    with _bar(progress_bar, len(ds.files), "loading images") as step:
-        images = ds.load(config.image_size, step)
-    train_idx, held_idx = stratified_split(ds.targets, holdout, opts.seed)
-    model = GatedAdapterModel(config)
-    costs = measure_costs(model, config.image_size)
-    with _bar(progress_bar, len(images), "caching frozen prefix") as step:
-        feats = cache_prefix(model, images, DEFAULT_MEAN, DEFAULT_STD, step)
+    data = load_training_data(data_dir, config, lambda n, label: _bar(progress_bar, n, label))
+    config.labels, config.num_classes = data.labels, len(data.labels)
+    log(f"data: {data.summary}")
+    train_idx, held_idx = stratified_split(data.targets, holdout, opts.seed)
+    model = create_model(config)
+    costs = measure_costs(model)
+    norm = {"mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD)}
+    with _bar(progress_bar, len(data.targets), "caching frozen prefix") as step:
+        feats = cache_prefix(model, data.arrays, norm, step)
     f_train, f_held = feats[train_idx], feats[held_idx]
-    y_train, y_held = ds.targets[train_idx], ds.targets[held_idx]
+    y_train, y_held = data.targets[train_idx], data.targets[held_idx]
     log(f"split: {len(train_idx)} train, {len(held_idx)} held out; mode {config.mode}, "
         + (f"gate scope {config.gate_scope}, budget {config.budget}" if config.has_gates else "no gates"))
     calib = f_train[torch.randperm(len(f_train), generator=torch.Generator().manual_seed(opts.seed))[:opts.calibration_samples]]
@@ -281,7 +277,7 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
             "(least feature change per MAC)")
     probe = None
     if config.mode == "sparse":
-        probe = linear_probe(pooled_features(model, f_train), y_train, pooled_features(model, f_held), y_held,
+        probe = linear_probe(model.frozen_features(f_train), y_train, model.frozen_features(f_held), y_held,
                              config.num_classes, opts.seed)
         log(f"baseline: linear probe on the frozen backbone scores {probe:.3f} held out")
     history = train_gated(model, f_train, y_train, costs.for_scope(config.gate_scope), opts, log)
@@ -294,18 +290,18 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
         save_file(model.trainable_state(), str(tmp / WEIGHTS), metadata={"format": "edgeadapt-adapters-v1"})
         write_json(tmp / CONFIG, {
             "config": config.to_dict(),
-            "normalization": {"mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD)},
+            "normalization": norm,
             "costs": {"block_macs": costs.block_macs, "adapter_macs": costs.adapter_macs,
                       "total_macs": costs.total_macs},
             "train": {**opts.__dict__, "holdout_fraction": holdout, "data": str(data_dir),
                       "n_train": int(len(train_idx)), "n_holdout": int(len(held_idx))},
         })
         write_json(tmp / METRICS, metrics)
-        save_npz(tmp / HOLDOUT, images=images[held_idx], targets=y_held)
+        save_npz(tmp / HOLDOUT, targets=y_held, **{k: v[held_idx] for k, v in data.arrays.items()})
     return metrics
 
 
-def _metrics(model: GatedAdapterModel, costs: GateCosts, deployed: dict, all_open: dict, probe: float | None,
+def _metrics(model: GatedModel, costs: GateCosts, deployed: dict, all_open: dict, probe: float | None,
              history: list[dict], seconds: float) -> dict:
     config = model.config
     if config.has_gates:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..adapters import GatedAdapterModel
+from ..adapters import GatedModel
 from ..adapters.model import CLOSE_ALL, OPEN_ALL
 from ..train import cache_prefix, compute_fraction, evaluate
 
@@ -17,13 +17,13 @@ MAX_STEP = 0.05    # refine until neighbouring rows differ by at most this much 
 REFINE = 4
 
 
-def budget_table(model: GatedAdapterModel, images: np.ndarray, targets: np.ndarray, mean, std,
+def budget_table(model: GatedModel, arrays: dict[str, np.ndarray], targets: np.ndarray, norm: dict,
                  costs: list[int]) -> list[dict]:
     """One row per shared threshold: the compute fraction it gives and the accuracy it keeps.
 
     A coarse grid, then midpoints wherever compute jumps, so steep regions get rows where they matter.
     """
-    feats = cache_prefix(model, images, mean, std, lambda n: None)
+    feats = cache_prefix(model, arrays, norm, lambda n: None)
     rows: dict[float, dict] = {}
 
     def add(off: float) -> None:

@@ -1,6 +1,7 @@
 """``edgeadapt export``: run folder -> bundle folder (model.onnx, manifest.json, samples.npz)."""
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -8,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..adapters.model import gate_name
+from ..adapters.base import gate_name
+from ..backbones import text_backbone_dir
+from ..backbones.bert import TOKENIZER_FILE
 from ..checkpoint import load_trained_model
 from ..errors import UserError
 from ..rundir import METRICS, RunDir, prepare_output, save_npz, staged_folder, write_json
 from ..runtime.bundle import DENSE, FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
 from ..runtime.devices import DeviceProfile
-from ..runtime.preprocess import normalize
-from ..train import GateCosts
+from ..train import GateCosts, batch_inputs
 from .budgets import budget_table
 from .dense_graph import inline_if_nodes
 from .device_fit import fit_to_device
@@ -38,8 +40,10 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     model, meta = load_trained_model(run_dir)
     run = RunDir(Path(run_dir))
     metrics = run.load_json(METRICS)
-    images, targets = run.load_holdout()
+    arrays, targets = run.load_holdout_arrays()
     config = model.config
+    text = "input_ids" in arrays
+    kind = "text" if text else "array" if "inputs" in arrays else "image"
     norm = meta["normalization"]
     site_of = {gate_name(i): i for i in model.site_indices()}
     all_costs = dict(zip(site_of, GateCosts(**meta["costs"]).for_scope(config.gate_scope)))
@@ -48,18 +52,22 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
         model.freeze_gates({site_of[name]: state == "always runs" for name, state in frozen.items()})
         log(f"static gates without If: {', '.join(f'{k} {v}' for k, v in frozen.items())}")
     gated = bool(model.gate_names)  # False for the baselines, and for a sparse run whose gates all froze
+    if device is not None and kind != "image":
+        raise UserError(f"--device is not yet supported for {kind} bundles; export without it and run "
+                        "'edgeadapt bench BUNDLE --device NAME' for the verdict")
     if device is not None and not gated:
         raise UserError(f"{run_dir} is a {config.mode} baseline without gates: --device has no thresholds to "
                         "choose; export without it and check the device with 'edgeadapt bench --device'")
     with staged_folder(out_dir) as tmp:
         log("exporting to ONNX (one If per gate)...")
         started = time.perf_counter()
-        proto = export_onnx(model, tmp / MODEL, config.image_size)
+        proto = export_onnx(model, tmp / MODEL)
         n_if = count_if_nodes(proto)
         if n_if != len(model.gate_names):
             raise UserError(f"export produced {n_if} If nodes for {len(model.gate_names)} gates")
-        x = normalize(images[:PARITY_SAMPLES], norm["mean"], norm["std"])
-        parity = check_parity(model, str(tmp / MODEL), x)
+        first = np.arange(min(PARITY_SAMPLES, len(targets)))
+        feeds = {name: t.numpy() for name, t in zip(model.input_names, batch_inputs(arrays, first, norm))}
+        parity = check_parity(model, str(tmp / MODEL), feeds)
         log(f"parity with PyTorch: max |logit diff| {max(parity.values()):.1e} over "
             f"{', '.join(parity)} ({time.perf_counter() - started:.0f}s)")
         costs = meta["costs"]
@@ -67,9 +75,14 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
         table = []
         if gated:
             log("tabulating compute and accuracy across thresholds (for run-time --budget)...")
-            table = budget_table(model, images, targets, norm["mean"], norm["std"], scope_costs)
+            table = budget_table(model, arrays, targets, norm, scope_costs)
         keep = _spread(targets, MAX_SAMPLES)
-        save_npz(tmp / SAMPLES, images=images[keep], targets=targets[keep])
+        sample_key = {"text": "texts", "array": "inputs", "image": "images"}[kind]
+        save_npz(tmp / SAMPLES, **{sample_key: arrays[sample_key][keep]}, targets=targets[keep])
+        files = [MODEL, SAMPLES]
+        if text:
+            shutil.copyfile(text_backbone_dir(config.backbone, config.backbone_dir) / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+            files.append(TOKENIZER_FILE)
         manifest = {
             "format_version": FORMAT_VERSION,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -80,10 +93,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "gate_scope": config.gate_scope,
             "budget": config.budget,
             "labels": config.labels,
-            "input": {"name": INPUT, "shape": ["N", 3, config.image_size, config.image_size],
-                      "image_size": config.image_size, "layout": "NCHW", "color": "RGB",
-                      "resize": "bilinear to image_size x image_size", "scale": 1 / 255,
-                      "mean": norm["mean"], "std": norm["std"], "dtype": "float32"},
+            "input": {"text": _text_input, "array": _array_input, "image": _image_input}[kind](config, norm),
             "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1] if gated else None},
             "gate_thresholds_input": THRESHOLDS if gated else None,
             "gates": [{"name": name, "block": block, "threshold": float(t), "macs": int(c),
@@ -97,10 +107,10 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "metrics": {k: metrics.get(k) for k in ("heldout_accuracy", "heldout_macro_f1", "heldout_accuracy_all_open",
                                                      "linear_probe_accuracy", "compute_fraction", "mac_saving",
                                                      "trainable_parameters")},
-            "files": {MODEL: sha256_file(tmp / MODEL), SAMPLES: sha256_file(tmp / SAMPLES)},
+            "files": {name: sha256_file(tmp / name) for name in files},
         }
         if device is not None:
-            fit = fit_to_device(tmp / MODEL, manifest, images[keep], device, log)
+            fit = fit_to_device(tmp / MODEL, manifest, arrays["images"][keep], device, log)
             thr = np.full(len(model.gate_names), fit["chosen"]["threshold"], np.float32)
             set_threshold_default(proto, thr)
             onnx.save(proto, str(tmp / MODEL))
@@ -114,10 +124,27 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
                 f"(budget {fit['latency_budget_ms']:g} ms), held-out accuracy {chosen['heldout_accuracy']:.3f}")
         if gated:
             onnx.save(inline_if_nodes(proto), str(tmp / DENSE))
-            manifest["dense_parity_max_abs_diff"] = check_dense_parity(tmp / MODEL, tmp / DENSE, x, len(model.gate_names))
+            manifest["dense_parity_max_abs_diff"] = check_dense_parity(tmp / MODEL, tmp / DENSE, feeds, len(model.gate_names))
             manifest["files"][DENSE] = sha256_file(tmp / DENSE)
         write_json(tmp / MANIFEST, manifest)
     return manifest
+
+
+def _image_input(config, norm: dict) -> dict:
+    return {"kind": "image", "name": INPUT, "shape": ["N", 3, config.image_size, config.image_size],
+            "image_size": config.image_size, "layout": "NCHW", "color": "RGB",
+            "resize": "bilinear to image_size x image_size", "scale": 1 / 255,
+            "mean": norm["mean"], "std": norm["std"], "dtype": "float32"}
+
+
+def _array_input(config, norm: dict) -> dict:
+    return {"kind": "array", "name": INPUT, "shape": ["N", *config.input_shape], "dtype": "float32"}
+
+
+def _text_input(config, norm: dict) -> dict:
+    return {"kind": "text", "names": ["input_ids", "attention_mask"], "shape": ["N", "T"], "dtype": "int64",
+            "tokenizer": TOKENIZER_FILE, "max_length": config.max_length,
+            "padding": "to the longest text of the batch; attention_mask 1 on tokens, 0 on padding"}
 
 
 def static_gates(gate_rates: dict[str, float]) -> dict[str, str]:

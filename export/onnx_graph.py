@@ -11,7 +11,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from ..adapters import GatedAdapterModel
+from ..adapters import GatedModel
 from ..errors import UserError
 
 INPUT = "input"
@@ -20,14 +20,17 @@ OUTPUTS = ("logits", "gates")
 OPSET = 18
 
 
-def export_onnx(model: GatedAdapterModel, path: Path, image_size: int) -> onnx.ModelProto:
-    """Export with a dynamic batch, then give ``gate_thresholds`` its calibrated values as a default.
+def export_onnx(model: GatedModel, path: Path) -> onnx.ModelProto:
+    """Export with a dynamic batch (and, for text, a dynamic length), then give ``gate_thresholds`` its
+    calibrated values as a default.
 
-    A model without gates (the baselines) exports as ``input -> logits``: no If, no thresholds.
+    A model without gates (the baselines) exports as ``inputs -> logits``: no If, no thresholds.
     """
     model.eval()
-    x = torch.zeros(2, 3, image_size, image_size)
-    batch = {0: torch.export.Dim("batch", min=1, max=4096)}
+    inputs = model.example_inputs(2)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    tokens = torch.export.Dim("tokens", min=2, max=model.config.max_length)
+    dims = tuple({0: batch} if x.dim() != 2 else {0: batch, 1: tokens} for x in inputs)  # 2-D: token ids
     gated = bool(model.gate_names)  # a sparse model whose gates were all frozen has none
     # the exporter prints its progress on stdout, which is the user's output channel
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -35,11 +38,11 @@ def export_onnx(model: GatedAdapterModel, path: Path, image_size: int) -> onnx.M
         logging.getLogger("torch").setLevel(logging.ERROR)
         try:
             program = torch.onnx.export(
-                model if gated else _LogitsOnly(model), (x, model.thresholds.clone()) if gated else (x,),
+                model if gated else _LogitsOnly(model), (*inputs, model.thresholds.clone()) if gated else inputs,
                 dynamo=True, opset_version=OPSET, verbose=False,
-                input_names=[INPUT, THRESHOLDS] if gated else [INPUT],
+                input_names=[*model.input_names, THRESHOLDS] if gated else list(model.input_names),
                 output_names=list(OUTPUTS) if gated else [OUTPUTS[0]],
-                dynamic_shapes=(batch, None) if gated else (batch,),
+                dynamic_shapes=(*dims, None) if gated else (dims,),  # _LogitsOnly takes *inputs: one entry
             )
         except Exception as exc:  # the exporter raises many internal types
             raise UserError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from None
@@ -54,12 +57,12 @@ def export_onnx(model: GatedAdapterModel, path: Path, image_size: int) -> onnx.M
 class _LogitsOnly(torch.nn.Module):
     """A baseline's graph: the logits, without the empty gate output."""
 
-    def __init__(self, model: GatedAdapterModel):
+    def __init__(self, model: GatedModel):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)[0]
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(*inputs)[0]
 
 
 def set_threshold_default(proto: onnx.ModelProto, thresholds) -> None:

@@ -5,10 +5,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from ..adapters import GatedAdapterModel
+from ..adapters import GatedModel
 from ..adapters.model import CLOSE_ALL, OPEN_ALL
 from ..errors import UserError
-from .onnx_graph import INPUT, THRESHOLDS
+from .onnx_graph import THRESHOLDS
 
 TOLERANCE = 1e-4
 
@@ -25,24 +25,27 @@ def threshold_cases(deployed: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def check_parity(model: GatedAdapterModel, onnx_path: str, x: np.ndarray) -> dict[str, float]:
-    """Max abs logit difference per case; raises if any exceeds the tolerance or gates disagree."""
+def check_parity(model: GatedModel, onnx_path: str, feeds: dict[str, np.ndarray]) -> dict[str, float]:
+    """Max abs logit difference per case; raises if any exceeds the tolerance or gates disagree.
+
+    ``feeds``: the graph's inputs by name (``input``, or ``input_ids`` and ``attention_mask``)."""
+    args = [torch.from_numpy(feeds[name]) for name in model.input_names]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
     report = {}
     if not model.gate_names:  # a baseline: one graph, one case
-        (logits,) = sess.run(None, {INPUT: x})
+        (logits,) = sess.run(None, feeds)
         with torch.no_grad():
-            ref = model(torch.from_numpy(x))[0].numpy()
+            ref = model(*args)[0].numpy()
         diff = float(np.abs(logits - ref).max())
         if diff > TOLERANCE:
             raise ParityError(f"logits differ from PyTorch by {diff:.2e} (> {TOLERANCE:g})")
         return {"model": diff}
     for name, thr in threshold_cases(model.thresholds.numpy()).items():
-        logits, gates = sess.run(None, {INPUT: x, THRESHOLDS: thr})
+        logits, gates = sess.run(None, {**feeds, THRESHOLDS: thr})
         with torch.no_grad():
-            ref_logits, ref_gates = model(torch.from_numpy(x), torch.from_numpy(thr))
+            ref_logits, ref_gates = model(*args, torch.from_numpy(thr))
         diff = float(np.abs(logits - ref_logits.numpy()).max())
         if not np.array_equal(gates.astype(bool), ref_gates.numpy() > 0.5):
             raise ParityError(f"gate decisions differ from PyTorch with gates {name}")
@@ -56,7 +59,7 @@ class ParityError(UserError):
     """The exported graph does not compute what the PyTorch model computes."""
 
 
-def check_dense_parity(gated_path, dense_path, x: np.ndarray, n_gates: int) -> float:
+def check_dense_parity(gated_path, dense_path, feeds: dict[str, np.ndarray], n_gates: int) -> float:
     """The graph without ``If`` must compute what the gated graph computes, for every case above."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -64,8 +67,8 @@ def check_dense_parity(gated_path, dense_path, x: np.ndarray, n_gates: int) -> f
     dense = ort.InferenceSession(str(dense_path), opts, providers=["CPUExecutionProvider"])
     worst = 0.0
     for name, thr in threshold_cases(np.zeros(n_gates, np.float32)).items():
-        a = gated.run(None, {INPUT: x, THRESHOLDS: thr})
-        b = dense.run(None, {INPUT: x, THRESHOLDS: thr})
+        a = gated.run(None, {**feeds, THRESHOLDS: thr})
+        b = dense.run(None, {**feeds, THRESHOLDS: thr})
         if not np.array_equal(a[1], b[1]):
             raise ParityError(f"the graph without If decides gates differently with gates {name}")
         worst = max(worst, float(np.abs(a[0] - b[0]).max()))

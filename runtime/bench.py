@@ -48,7 +48,7 @@ def time_interleaved(settings: dict[str, tuple[Runtime, np.ndarray | None]], ima
     times: dict[str, list[float]] = {name: [] for name in settings}
     for i in range(warmup + runs):
         for name, (rt, thr) in settings.items():
-            x = prepared[id(rt)][i % len(images)][None]
+            x = rt.one(prepared[id(rt)], i % len(images))
             t = time.perf_counter()
             rt.infer(x, thr)
             if i >= warmup:
@@ -80,6 +80,10 @@ def load_inputs(rt: Runtime, data: Path | None) -> tuple[np.ndarray, np.ndarray 
     if data is None:
         return rt.bundle.samples()
     data = Path(data)
+    if rt.kind == "text":
+        return _load_texts(rt, data)
+    if rt.kind == "array":
+        return _load_arrays(rt, data)
     if not data.is_dir():
         raise UserError(f"--data {data} is not a folder of images")
     from .preprocess import IMAGE_SUFFIXES
@@ -91,6 +95,33 @@ def load_inputs(rt: Runtime, data: Path | None) -> tuple[np.ndarray, np.ndarray 
     labels = rt.bundle.labels
     targets = [labels.index(f.parent.name) if f.parent.name in labels else -1 for f in files]
     return images, (np.asarray(targets) if min(targets) >= 0 else None)
+
+
+def _load_texts(rt: Runtime, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Texts of a ``text,label`` CSV (labels used where every one is the bundle's)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"--data {path} is not a readable UTF-8 CSV ({exc.__class__.__name__})") from None
+    if not rows or "text" not in rows[0]:
+        raise UserError(f"--data {path} needs a 'text' column and at least one row")
+    labels = rt.bundle.labels
+    targets = [labels.index(r.get("label") or "") if (r.get("label") or "") in labels else -1 for r in rows]
+    return np.array([r["text"] for r in rows], dtype=np.str_), (np.asarray(targets) if min(targets) >= 0 else None)
+
+
+def _load_arrays(rt: Runtime, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows ``X`` of an .npz (labels ``y`` used where every one is the bundle's)."""
+    from .arrays import read_rows
+
+    x, y = read_rows(path)
+    labels = rt.bundle.labels
+    if y is None or any(str(v) not in labels for v in y.tolist()):
+        return x, None
+    return x, np.array([labels.index(str(v)) for v in y.tolist()])
 
 
 def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmup: int = 10,
@@ -123,14 +154,14 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         others["dense"] = (dense, None)
     for i in range(warmup):
         for session, thr in [(rt, None), *others.values()]:
-            session.infer(xs[i % len(xs)][None], thr)
+            session.infer(session.one(xs, i % len(xs)), thr)
     gated_ms: list[float] = []
     other_ms: dict[str, list[float]] = {name: [] for name in others}
     gate_rows, correct = [], 0
     started = time.perf_counter()
     i = 0
     while i < runs or time.perf_counter() - started < min_duration_s:
-        x = xs[i % len(xs)][None]
+        x = rt.one(xs, i % len(xs))
         t = time.perf_counter()
         logits, gates = rt.infer(x)
         gated_ms.append((time.perf_counter() - t) * 1e3)

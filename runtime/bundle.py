@@ -59,6 +59,11 @@ class Bundle:
         return [g["name"] for g in self.manifest["gates"]]
 
     @property
+    def kind(self) -> str:
+        """``image``, ``text`` or ``array`` (bundles from before text support are image bundles)."""
+        return self.manifest["input"].get("kind", "image")
+
+    @property
     def image_size(self) -> int:
         return int(self.manifest["input"]["image_size"])
 
@@ -66,12 +71,12 @@ class Bundle:
         return np.asarray([g["threshold"] for g in self.manifest["gates"]], np.float32)
 
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
-        """Held-out images (uint8 ``[N, H, W, 3]``) and their label indices, as stored at export."""
+        """Held-out images (uint8 ``[N, H, W, 3]``) or texts, and their label indices, as stored at export."""
         path = self.root / SAMPLES
         if not path.exists():
-            raise UserError(f"bundle {self.root} holds no samples; pass --data with a folder of images")
+            raise UserError(f"bundle {self.root} holds no samples; pass --data with inputs to run")
         with np.load(path, allow_pickle=False) as data:
-            return data["images"], data["targets"]
+            return data[{"text": "texts", "array": "inputs"}.get(self.kind, "images")], data["targets"]
 
 
 def load_bundle(root: str | Path, verify: bool = True) -> Bundle:

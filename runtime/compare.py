@@ -12,8 +12,12 @@ from .session import Runtime
 
 
 def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro-F1 of one bundle over labelled images, in batches of 32."""
-    preds = [rt.infer(rt.prepare(images[i:i + 32]))[0].argmax(1) for i in range(0, len(images), 32)]
+    """Accuracy and macro-F1 of one bundle over labelled inputs (images in batches of 32, texts one by one)."""
+    if rt.kind == "text":
+        prepared = rt.prepare(images)
+        preds = [rt.infer(rt.one(prepared, i))[0].argmax(1) for i in range(len(images))]
+    else:
+        preds = [rt.infer(rt.prepare(images[i:i + 32]))[0].argmax(1) for i in range(0, len(images), 32)]
     pred = np.concatenate(preds)
     return {"accuracy": accuracy(pred, targets), "macro_f1": macro_f1(pred, targets)}
 
@@ -23,7 +27,10 @@ def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: in
     """Score and time several bundles on one data folder (or the first bundle's held-out samples)."""
     runtimes = {name: Runtime(path, threads=threads) for name, path in bundles.items()}
     first = next(iter(runtimes.values()))
-    sizes = {rt.bundle.image_size for rt in runtimes.values()}
+    kinds = {rt.kind for rt in runtimes.values()}
+    if len(kinds) > 1:
+        raise UserError("the bundles take different inputs (images and texts); compare bundles of one kind")
+    sizes = {rt.bundle.image_size for rt in runtimes.values()} if kinds == {"image"} else set()
     if len(sizes) > 1:
         raise UserError(f"the bundles take different image sizes ({', '.join(map(str, sorted(sizes)))}); "
                         "compare bundles trained at one size")
@@ -31,7 +38,8 @@ def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: in
         raise UserError("the bundles have different labels; compare bundles trained on the same classes")
     images, targets = load_inputs(first, data)
     if targets is None:
-        raise UserError(f"--data {data} needs one sub-folder per class, named as the bundles' labels")
+        raise UserError(f"--data {data} needs a label for every input (a sub-folder per class, or a CSV "
+                        "'label' column), named as the bundles' labels")
     return {"inputs": int(len(images)), "runs": runs, "threads": threads or "onnxruntime default",
             "data": str(data) if data else "held-out samples of the first bundle",
             "entries": measure_bundles(runtimes, images, targets, runs)}

@@ -119,9 +119,10 @@ def median_thresholds(model: GatedAdapterModel, x: torch.Tensor) -> torch.Tensor
     return thr
 
 
-def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the installed ``edgeadapt`` console script; text output captured."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``edgeadapt`` console script (``env``: extra variables); text output captured."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env=env)
 

@@ -7,6 +7,7 @@ from conftest import GATED_BLOCKS
 
 from edgeadapt.backbones import create_backbone
 from edgeadapt.backbones.efficientnet_lite import efficientnet_lite0, pretrained_weights_path
+from edgeadapt.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -62,5 +63,5 @@ def test_random_init_differs_from_pretrained(ours: torch.nn.Module) -> None:
 
 
 def test_unknown_backbone_is_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown backbone 'resnet'; known: efficientnet_lite0"):
+    with pytest.raises(UserError, match="unknown backbone 'resnet'; known: efficientnet_lite0, all-minilm-l6-v2, bert"):
         create_backbone("resnet")

@@ -29,7 +29,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[GatedAdapterMode
     x = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     model.thresholds.copy_(median_thresholds(model, x))
     path = tmp_path_factory.mktemp("adapter_scope") / "model.onnx"
-    proto = export_onnx(model, path, SIZE)
+    proto = export_onnx(model, path)
     assert count_if_nodes(proto) == 9
     return model, path, x.numpy()
 
@@ -44,7 +44,7 @@ def test_graph_has_nine_ifs_and_threshold_default(exported) -> None:
 
 def test_check_parity_passes(exported) -> None:
     model, path, x = exported
-    report = check_parity(model, str(path), x)
+    report = check_parity(model, str(path), {"input": x})
     assert set(report) == {"deployed", "all_open", "all_closed", "mixed"}
     assert max(report.values()) <= 1e-4
 

@@ -90,7 +90,7 @@ def test_gate_settings_change_the_logits(session: ort.InferenceSession, x: np.nd
 
 
 def test_check_parity_reports_every_case(trained: Trained, trained_model, x: np.ndarray) -> None:
-    report = check_parity(trained_model, str(trained.bundle / "model.onnx"), x[:4])
+    report = check_parity(trained_model, str(trained.bundle / "model.onnx"), {"input": x[:4]})
     assert set(report) == {"deployed", "all_open", "all_closed", "mixed"}
     assert all(0.0 <= v <= TOL for v in report.values())
 
@@ -116,7 +116,7 @@ def test_check_parity_catches_an_altered_weight(trained: Trained, trained_model,
                                                 tmp_path: Path) -> None:
     path = _altered(trained.bundle / "model.onnx", tmp_path / "altered.onnx", "head.weight", lambda w: w * 1.05)
     with pytest.raises(ParityError, match=r"logits differ from PyTorch by \S+ \(> 0.0001\) with gates"):
-        check_parity(trained_model, path, x[:4])
+        check_parity(trained_model, path, {"input": x[:4]})
 
 
 def test_check_parity_catches_an_altered_gate(trained: Trained, trained_model, x: np.ndarray,
@@ -127,4 +127,4 @@ def test_check_parity_catches_an_altered_gate(trained: Trained, trained_model, x
     name = f"backbone._blocks.{trained_model.config.gated_blocks[k]}.gate.proj.bias"
     path = _altered(trained.bundle / "model.onnx", tmp_path / "gate.onnx", name, lambda b: b - 1e4)
     with pytest.raises(ParityError, match="gate decisions differ from PyTorch with gates deployed"):
-        check_parity(trained_model, path, x[:4])
+        check_parity(trained_model, path, {"input": x[:4]})

@@ -30,6 +30,10 @@ class GatedAdapterConfig:
     gated_blocks: list[int] = field(default_factory=list)  # filled by the surgery: backbone block indices
     mode: str = "sparse"
     static_closed: list[int] = field(default_factory=list)  # static mode: backbone blocks that never run
+    backbone_dir: str = ""  # text backbones: the Hugging Face model directory the weights came from
+    max_length: int = 64  # text backbones: tokens per input, padded or truncated
+    blocks: str = ""  # custom backbones: the pattern naming the gateable blocks
+    input_shape: list[int] = field(default_factory=list)  # custom backbones: one input without the batch
 
     def __post_init__(self) -> None:
         if self.gate_scope not in GATE_SCOPES:

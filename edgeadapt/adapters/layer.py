@@ -1,4 +1,8 @@
-"""The layer: one frozen block wrapped with a bottleneck adapter and an input-dependent gate."""
+"""The layer: one frozen block wrapped with a bottleneck adapter and an input-dependent gate.
+
+Images and token sequences differ only in the adapter and the gate (``BottleneckAdapter``/``Gate`` on
+``[N, C, H, W]``, ``TokenAdapter``/``TokenGate`` on ``[N, T, D]``); ``GatedBlock`` serves both.
+"""
 from __future__ import annotations
 
 import torch
@@ -35,6 +39,34 @@ class Gate(nn.Module):
         return self.proj(x.mean(dim=(2, 3)))
 
 
+class TokenAdapter(nn.Module):
+    """Houlsby-style adapter on token features: down, ReLU, up; the up projection starts at zero."""
+
+    def __init__(self, dim: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(8, dim // reduction)
+        self.down = nn.Linear(dim, hidden)
+        self.up = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.up(F.relu(self.down(h)))
+
+
+class TokenGate(nn.Module):
+    """Mean of the real tokens -> one linear unit -> one logit per sample, ``[N, 1]``."""
+
+    def __init__(self, dim: int, init_bias: float = 2.0):
+        super().__init__()
+        self.proj = nn.Linear(dim, 1)
+        nn.init.normal_(self.proj.weight, std=0.01)
+        nn.init.constant_(self.proj.bias, init_bias)
+
+    def forward(self, h: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.proj((h * mask).sum(1) / mask.sum(1).clamp_min(1.0))
+
+
 def sample_gate(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Straight-through Gumbel-sigmoid: a hard 0/1 forward, the relaxed gradient backward."""
     u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
@@ -50,47 +82,58 @@ class GatedBlock(nn.Module):
     ``torch.cond`` becomes one ONNX ``If`` node at export. Its condition is one boolean per batch, so the
     expensive branch runs when any sample needs it and picks per sample inside: a sample's result
     never depends on the rest of its batch.
+
+    ``context`` is whatever else the block and gate read besides ``x`` (an encoder layer's attention
+    bias and token mask); a convolutional block takes none.
     """
 
-    def __init__(self, block: nn.Module, channels: int, scope: str, reduction: int = 4, fixed: bool | None = None):
+    def __init__(self, block: nn.Module, adapter: nn.Module, gate: nn.Module | None, scope: str,
+                 fixed: bool | None = None):
         super().__init__()
         self.block = block
         self.scope = scope
-        self.adapter = BottleneckAdapter(channels, reduction)
+        self.adapter = adapter
         self.fixed = fixed  # None: the gate decides; True/False: the block always/never runs (baselines)
-        self.gate = Gate(channels) if fixed is None else None
+        self.gate = gate if fixed is None else None
         self.temperature = 1.0
 
-    def forward(self, x: torch.Tensor, threshold: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, threshold: torch.Tensor | None,
+                *context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns the block output and, per sample ``[N, 1]``, the gate margin (logit - threshold; open when
         positive) in eval mode or the relaxed open probability while training."""
         if self.gate is None:
-            return (self.block(x) if self.fixed else x) + self.adapter(x), None
-        margin = self.gate(x) - threshold
+            return (self.block(x, *context) if self.fixed else x) + self.adapter(x), None
+        margin = self.gate(x, *context) - threshold
         if self.training:
-            return self._mix(x, sample_gate(margin, self.temperature)), torch.sigmoid(margin)
+            return self._mix(x, sample_gate(margin, self.temperature), context), torch.sigmoid(margin)
         # every op here runs at every gate, open or closed, so the graph is kept to the few it needs
         any_open = margin.max() > 0
         if self.scope == "block":
-            out = torch.cond(any_open, self._run_block, _keep, (x, margin))
+            out = torch.cond(any_open, self._run_block, _keep, (x, margin, *context))
             return out + self.adapter(x), margin
-        return torch.cond(any_open, self._run_adapter, _keep_base, (self.block(x), x, margin)), margin
+        base = self.block(x, *context)
+        return torch.cond(any_open, self._run_adapter, _keep_base, (base, x, margin)), margin
 
-    def _run_block(self, x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
-        return torch.where(margin[:, :, None, None] > 0, self.block(x), x)
+    def _run_block(self, x: torch.Tensor, margin: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
+        return torch.where(_per_sample(margin, x) > 0, self.block(x, *context), x)
 
     def _run_adapter(self, base: torch.Tensor, x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
-        return base + torch.where(margin[:, :, None, None] > 0, self.adapter(x), torch.zeros_like(base))
+        return base + torch.where(_per_sample(margin, x) > 0, self.adapter(x), torch.zeros_like(base))
 
-    def _mix(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def _mix(self, x: torch.Tensor, g: torch.Tensor, context: tuple) -> torch.Tensor:
         """Training path: both branches computed, weighted by the straight-through gate."""
-        g4 = g[:, :, None, None]
+        g = _per_sample(g, x)
         if self.scope == "block":
-            return g4 * self.block(x) + (1 - g4) * x + self.adapter(x)
-        return self.block(x) + g4 * self.adapter(x)
+            return g * self.block(x, *context) + (1 - g) * x + self.adapter(x)
+        return self.block(x, *context) + g * self.adapter(x)
 
 
-def _keep(x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+def _per_sample(margin: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``[N, 1]`` -> ``[N, 1, 1(, 1)]``, broadcastable against ``x``."""
+    return margin[(slice(None), slice(None)) + (None,) * (x.dim() - 2)]
+
+
+def _keep(x: torch.Tensor, margin: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
     return x.clone()
 
 

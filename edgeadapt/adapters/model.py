@@ -5,19 +5,14 @@ import torch
 from torch import nn
 
 from ..backbones import create_backbone
+from .base import CLOSE_ALL, OPEN_ALL, GatedModel, gate_name
 from .config import GatedAdapterConfig
-from .layer import GatedBlock
+from .layer import BottleneckAdapter, Gate, GatedBlock
 
-OPEN_ALL = -1e9   # a threshold below any logit: the gate is always open
-CLOSE_ALL = 1e9   # a threshold above any logit: the gate is always closed
-
-
-def gate_name(block: int) -> str:
-    """The name a site's gate goes by in metrics, manifests and the CLI."""
-    return f"block{block:02d}"
+__all__ = ["CLOSE_ALL", "OPEN_ALL", "GatedAdapterModel", "gate_name"]
 
 
-class GatedAdapterModel(nn.Module):
+class GatedAdapterModel(GatedModel):
     """Frozen backbone + gated adapters + a new classifier head.
 
     ``forward(x, thresholds)`` returns ``(logits, gates)`` with ``gates`` of shape ``[N, G]`` (1 = open).
@@ -37,8 +32,9 @@ class GatedAdapterModel(nn.Module):
             for i in residual:
                 block = backbone._blocks[i]
                 fixed = None if config.has_gates else i not in config.static_closed
-                backbone._blocks[i] = GatedBlock(block, block.spec.out_ch, config.gate_scope,
-                                                 config.adapter_reduction, fixed)
+                ch = block.spec.out_ch
+                backbone._blocks[i] = GatedBlock(block, BottleneckAdapter(ch, config.adapter_reduction),
+                                                 Gate(ch), config.gate_scope, fixed)
         self.backbone = backbone
         self.head = nn.Linear(backbone.num_features, config.num_classes)
         self.dropout = nn.Dropout(0.2)
@@ -48,8 +44,11 @@ class GatedAdapterModel(nn.Module):
         self.cut = {"full": -1, "linear-probe": n_blocks}.get(config.mode, residual[0])
 
     @property
-    def gate_names(self) -> list[str]:
-        return [gate_name(i) for i in self.config.gated_blocks]
+    def blocks(self) -> nn.ModuleList:
+        return self.backbone._blocks
+
+    def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(batch, 3, self.config.image_size, self.config.image_size),)
 
     def prefix(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen layers before the first trained one; their output can be cached during training."""
@@ -73,59 +72,18 @@ class GatedAdapterModel(nn.Module):
                     gates.append(g)
             else:
                 h = block(h)
-        logits = self.head(self.dropout(self.backbone.head_features(h)))
-        if not gates:
-            return logits, logits[:, :0]  # no gates; a slice keeps the batch dimension symbolic at export
-        gates = torch.cat(gates, dim=1)
-        return logits, gates if self.training else (gates > 0).to(logits.dtype)
+        return self._gates_out(self.head(self.dropout(self.backbone.head_features(h))), gates)
 
     def forward(self, x: torch.Tensor, thresholds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.suffix(self.prefix(x), thresholds)
 
-    def gated_blocks(self) -> list[GatedBlock]:
-        """The blocks with a gate that decides per input (none in the baseline modes)."""
-        return [b for b in self.adapter_blocks() if b.gate is not None]
-
-    def freeze_gates(self, decisions: dict[int, bool]) -> None:
-        """Make these gates static (backbone block -> always runs or never runs); export then has no If for them."""
-        keep = [k for k, i in enumerate(self.config.gated_blocks) if i not in decisions]
-        for i, runs in decisions.items():
-            site = self.backbone._blocks[i]
-            site.gate, site.fixed = None, runs
-        self.config.gated_blocks = [self.config.gated_blocks[k] for k in keep]
-        self.thresholds = self.thresholds[keep].clone()
-
-    def set_static_closed(self, blocks: list[int]) -> None:
-        """Static baseline: these backbone blocks never run (their adapters stand in), for every input."""
-        self.config.static_closed = sorted(blocks)
-        for i in self.site_indices():
-            if self.backbone._blocks[i].gate is None:
-                self.backbone._blocks[i].fixed = i not in self.config.static_closed
-
-    def site_indices(self) -> list[int]:
-        """Backbone indices of every adapter site, gated or fixed, in order."""
-        return [i for i, b in enumerate(self.backbone._blocks) if isinstance(b, GatedBlock)]
-
-    def adapter_blocks(self) -> list[GatedBlock]:
-        """Every residual block wrapped with an adapter, gated or fixed."""
-        return [b for b in self.backbone._blocks if isinstance(b, GatedBlock)]
-
-    def train(self, mode: bool = True) -> GatedAdapterModel:
-        """Frozen backbone layers (BatchNorm included) stay in eval mode while the adapters train."""
-        super().train(mode)
-        self.backbone.eval()
-        for block in self.adapter_blocks():
-            block.training = mode
-            block.adapter.train(mode)
-            if block.gate is not None:
-                block.gate.train(mode)
-        return self
-
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Only what training changed: adapters, gates, head and calibrated thresholds (all of it in ``full``)."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad} | {"thresholds"}
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if k in names}
-
-    def set_temperature(self, t: float) -> None:
-        for block in self.gated_blocks():
-            block.temperature = t
+    @torch.no_grad()
+    def frozen_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """Pooled features of the frozen backbone without adapters (a site fixed closed skips its block)."""
+        h = self.backbone.stem(feats) if self.cut < 0 else feats
+        for b in self.blocks[max(self.cut, 0):]:
+            if isinstance(b, GatedBlock):
+                h = b.block(h) if b.fixed is not False else h
+            else:
+                h = b(h)
+        return self.backbone.head_features(h)
