@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, b
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
-    _report_metrics(metrics, out_dir, as_json)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
+        _report_metrics(metrics, out_dir, as_json)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .adapters import GatedAdapterConfig
 from .adapters.base import OPEN_ALL, GatedModel
 from .cost import count_macs
+from .distributed import Group, join_from_env
 from .runtime.metrics import macro_f1
 from .runtime.preprocess import normalize
 
@@ -177,9 +178,28 @@ def choose_static_blocks(model: GatedModel, feats: torch.Tensor, block_macs: lis
     return sorted(closed)
 
 
+class _Step(torch.nn.Module):
+    """One training forward as a module, so DistributedDataParallel can wrap it: logits, open probabilities,
+    and the logits with every gate open when that loss is on."""
+
+    def __init__(self, model: GatedModel, open_all: bool):
+        super().__init__()
+        self.model = model
+        self.open_all = open_all
+
+    def forward(self, feats: torch.Tensor):
+        logits, p_open = self.model.suffix(feats)
+        if not self.open_all:
+            return logits, p_open, None
+        return logits, p_open, self.model.suffix(feats, torch.full_like(self.model.thresholds, OPEN_ALL))[0]
+
+
 def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, costs: list[int],
-                opts: TrainOptions, log: Log) -> list[dict]:
-    """Cross-entropy plus a squared pull of the expected compute fraction toward the budget."""
+                opts: TrainOptions, log: Log, group: Group | None = None) -> list[dict]:
+    """Cross-entropy plus a squared pull of the expected compute fraction toward the budget.
+
+    With a ``group`` (under torchrun) each process takes its share of every batch and DistributedDataParallel
+    averages the gradients."""
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -189,7 +209,9 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
     c = torch.tensor(costs, dtype=torch.float32)
     c = c / c.sum().clamp_min(1)
     y = torch.from_numpy(targets)
-    open_thr = torch.full_like(model.thresholds, OPEN_ALL)
+    step = _Step(model, bool(opts.open_weight))
+    if group is not None:
+        step = torch.nn.parallel.DistributedDataParallel(step)
     history = []
     t_hi, t_lo = opts.temperature
     for epoch in range(opts.epochs):
@@ -198,13 +220,16 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
         model.set_temperature(t_hi * (t_lo / t_hi) ** (epoch / max(1, opts.epochs - 1)))
         tot = {"loss": 0.0, "correct": 0, "frac": 0.0, "n": 0}
         for idx in batches(len(feats), opts.batch_size, rng):
-            logits, p_open = model.suffix(feats[idx])
+            if group is not None:
+                if len(idx) < group.world:  # a process with no rows would miss the gradient exchange
+                    continue
+                idx = group.share(idx)
+            logits, p_open, open_logits = step(feats[idx])
             loss = F.cross_entropy(logits, y[idx])
             frac = (p_open * c).sum(1).mean() if p_open.shape[1] else torch.tensor(1.0)
             if p_open.shape[1]:
                 loss = loss + opts.budget_weight * (frac - model.config.budget) ** 2
-            if opts.open_weight:
-                open_logits, _ = model.suffix(feats[idx], open_thr)
+            if open_logits is not None:
                 loss = loss + opts.open_weight * F.cross_entropy(open_logits, y[idx])
             optim.zero_grad()
             loss.backward()
@@ -215,6 +240,8 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
             tot["correct"] += int((logits.argmax(1) == y[idx]).sum())
             tot["frac"] += frac.item() * n
             tot["n"] += n
+        if group is not None:
+            tot = dict(zip(tot, group.sum(list(tot.values()))))
         row = {"epoch": epoch + 1, "loss": tot["loss"] / tot["n"], "train_accuracy": tot["correct"] / tot["n"],
                "compute_fraction": tot["frac"] / tot["n"], "seconds": time.perf_counter() - start}
         history.append(row)
@@ -255,6 +282,11 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
 
     out_dir = Path(out_dir)
     prepare_output(out_dir, force, "run")
+    group = join_from_env()  # under torchrun: data-parallel over the group's processes
+    if group is not None and not group.leader:
+        log, progress_bar = (lambda m: None), None
+    elif group is not None:
+        log(f"distributed: {group.world} processes ({group.backend}); each trains on 1/{group.world} of every batch")
     started = time.perf_counter()
     torch.manual_seed(opts.seed)
     data = load_training_data(data_dir, config, lambda n, label: _bar(progress_bar, n, label))
@@ -280,12 +312,16 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
         probe = linear_probe(model.frozen_features(f_train), y_train, model.frozen_features(f_held), y_held,
                              config.num_classes, opts.seed)
         log(f"baseline: linear probe on the frozen backbone scores {probe:.3f} held out")
-    history = train_gated(model, f_train, y_train, costs.for_scope(config.gate_scope), opts, log)
+    history = train_gated(model, f_train, y_train, costs.for_scope(config.gate_scope), opts, log, group)
     if config.has_gates:
         model.thresholds.copy_(calibrate(model, calib, costs.for_scope(config.gate_scope), config.budget))
     deployed = evaluate(model, f_held, y_held)
     all_open = evaluate(model, f_held, y_held, torch.full_like(model.thresholds, OPEN_ALL))
     metrics = _metrics(model, costs, deployed, all_open, probe, history, time.perf_counter() - started)
+    metrics["processes"] = group.world if group else 1
+    if group is not None and not group.leader:  # every process holds the same weights; one writes them
+        group.close()
+        return metrics
     with staged_folder(out_dir) as tmp:
         save_file(model.trainable_state(), str(tmp / WEIGHTS), metadata={"format": "edgeadapt-adapters-v1"})
         write_json(tmp / CONFIG, {
@@ -298,6 +334,8 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
         })
         write_json(tmp / METRICS, metrics)
         save_npz(tmp / HOLDOUT, targets=y_held, **{k: v[held_idx] for k, v in data.arrays.items()})
+    if group is not None:
+        group.close()
     return metrics
 
 
