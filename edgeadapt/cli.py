@@ -83,20 +83,26 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
               help="Peak learning rate [default: 1e-2; 1e-4 for --mode full].")
 @click.option("--open-weight", default=0.0, show_default=True, type=click.FloatRange(0.0),
               help="Also train the network with every gate open, at this loss weight (see docs/gating.md).")
+@click.option("--experts", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Adapters per site; above 1 a router picks --top-k of them per input (one If per expert).")
+@click.option("--top-k", default=1, show_default=True, type=click.IntRange(1, 64), help="Experts each input runs.")
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Held-out fraction.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, gate_scope, epochs, image_size,
-          lr, open_weight, holdout, seed, force, as_json) -> None:
+          lr, open_weight, experts, top_k, holdout, seed, force, as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
     _need_training_extra()
     from .adapters import GatedAdapterConfig
     from .train import TrainOptions, default_lr, run_training
 
-    config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
-                                **_backbone_fields(backbone, backbone_dir, max_length, blocks))
+    try:
+        config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
+                                    experts=experts, top_k=top_k, **_backbone_fields(backbone, backbone_dir, max_length, blocks))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)

@@ -34,6 +34,7 @@ class TrainOptions:
     seed: int = 0
     calibration_samples: int = 160
     open_weight: float = 0.0  # weight of an every-gate-open loss (keeps the full network valid; doubles step cost)
+    balance_weight: float = 0.01  # adapter banks: pull toward every expert being used
 
 
 def default_lr(mode: str) -> float:
@@ -231,6 +232,7 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
                 loss = loss + opts.budget_weight * (frac - model.config.budget) ** 2
             if open_logits is not None:
                 loss = loss + opts.open_weight * F.cross_entropy(open_logits, y[idx])
+            loss = loss + opts.balance_weight * model.balance_loss()  # adapter banks only
             optim.zero_grad()
             loss.backward()
             optim.step()

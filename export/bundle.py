@@ -62,9 +62,10 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
         log("exporting to ONNX (one If per gate)...")
         started = time.perf_counter()
         proto = export_onnx(model, tmp / MODEL)
-        n_if = count_if_nodes(proto)
-        if n_if != len(model.gate_names):
-            raise UserError(f"export produced {n_if} If nodes for {len(model.gate_names)} gates")
+        n_if = count_if_nodes(proto, nested=True)
+        if n_if != model.expected_if_nodes:
+            raise UserError(f"export produced {n_if} If nodes for {len(model.gate_names)} gates and "
+                            f"{model.expected_if_nodes - len(model.gate_names)} adapter experts")
         first = np.arange(min(PARITY_SAMPLES, len(targets)))
         feeds = {name: t.numpy() for name, t in zip(model.input_names, batch_inputs(arrays, first, norm))}
         parity = check_parity(model, str(tmp / MODEL), feeds)
@@ -91,6 +92,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "static_closed": config.static_closed,
             "static_gates": frozen,
             "gate_scope": config.gate_scope,
+            "adapters": {"experts": config.experts, "top_k": config.top_k},
             "budget": config.budget,
             "labels": config.labels,
             "input": {"text": _text_input, "array": _array_input, "image": _image_input}[kind](config, norm),

@@ -74,9 +74,16 @@ def set_threshold_default(proto: onnx.ModelProto, thresholds) -> None:
     graph.initializer.append(numpy_helper.from_array(thresholds.astype("float32"), THRESHOLDS))
 
 
-def count_if_nodes(proto: onnx.ModelProto) -> int:
-    """``If`` nodes at the top level of the graph (one per gate)."""
-    return sum(1 for n in proto.graph.node if n.op_type == "If")
+def count_if_nodes(proto: onnx.ModelProto, nested: bool = False) -> int:
+    """``If`` nodes at the top level of the graph (one per gate); ``nested``: inside branches too."""
+    def count(graph: onnx.GraphProto) -> int:
+        total = 0
+        for node in graph.node:
+            total += node.op_type == "If"
+            if nested:
+                total += sum(count(a.g) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH)
+        return total
+    return count(proto.graph)
 
 
 def localize_branch_weights(proto: onnx.ModelProto) -> int:

@@ -46,6 +46,19 @@ class GatedModel(nn.Module):
         raise NotImplementedError
 
     @property
+    def expected_if_nodes(self) -> int:
+        """Every ``If`` the exported graph must hold: one per gate, and one per expert of every adapter bank."""
+        from .layer import AdapterBank
+
+        return len(self.gate_names) + sum(len(m.experts) for m in self.modules() if isinstance(m, AdapterBank))
+
+    def balance_loss(self) -> torch.Tensor:
+        """Sum of the adapter banks' load-balancing terms from the last training forward (0 without banks)."""
+        from .layer import AdapterBank
+
+        return sum((m.balance for m in self.modules() if isinstance(m, AdapterBank)), torch.zeros(()))
+
+    @property
     def gate_names(self) -> list[str]:
         return [gate_name(i) for i in self.config.gated_blocks]
 

@@ -1,7 +1,12 @@
 """What a gated-adapter model is made of; saved beside the checkpoint so the model can be rebuilt."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
 
 GATE_SCOPES = ("block", "adapter")
 # what trains and what runs; every mode but ``sparse`` is a baseline to compare the product against
@@ -32,6 +37,8 @@ class GatedAdapterConfig:
     static_closed: list[int] = field(default_factory=list)  # static mode: backbone blocks that never run
     backbone_dir: str = ""  # text backbones: the Hugging Face model directory the weights came from
     max_length: int = 64  # text backbones: tokens per input, padded or truncated
+    experts: int = 1  # adapters per site; above 1 a router picks top_k of them per sample (AdapterBank)
+    top_k: int = 1
     blocks: str = ""  # custom backbones: the pattern naming the gateable blocks
     input_shape: list[int] = field(default_factory=list)  # custom backbones: one input without the batch
 
@@ -40,6 +47,8 @@ class GatedAdapterConfig:
             raise ValueError(f"gate scope must be one of {', '.join(GATE_SCOPES)}, not {self.gate_scope!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if not 1 <= self.top_k <= self.experts:
+            raise ValueError(f"top-k must be between 1 and the number of experts ({self.experts}), not {self.top_k}")
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget must be in (0, 1], not {self.budget}")
 
@@ -51,6 +60,14 @@ class GatedAdapterConfig:
     def has_gates(self) -> bool:
         """Only the sparse model decides per input; the baselines' graphs have no If and no gate output."""
         return self.mode == "sparse"
+
+    def adapter(self, make: Callable[[], nn.Module], channels: int) -> nn.Module:
+        """One adapter, or a bank of ``experts`` of them with a top-k router."""
+        if self.experts == 1:
+            return make()
+        from .layer import AdapterBank
+
+        return AdapterBank([make() for _ in range(self.experts)], channels, self.top_k)
 
     def to_dict(self) -> dict:
         return asdict(self)

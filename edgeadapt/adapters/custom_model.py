@@ -35,7 +35,7 @@ class ChannelAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.movedim(1, -1)
-        return self.up(torch.relu(self.down(h))).movedim(-1, 1)
+        return self.up(torch.relu(self.down(h))).movedim(-1, 1).contiguous()
 
 
 class ChannelGate(nn.Module):
@@ -132,8 +132,8 @@ class GatedCustomModel(GatedModel):
             block = getattr(parent, child)
             if config.has_adapters:
                 fixed = None if config.has_gates else i not in config.static_closed
-                block = GatedBlock(block, ChannelAdapter(shape[1], config.adapter_reduction), ChannelGate(shape[1]),
-                                   config.gate_scope, fixed)
+                adapter = config.adapter(lambda c=shape[1]: ChannelAdapter(c, config.adapter_reduction), shape[1])
+                block = GatedBlock(block, adapter, ChannelGate(shape[1]), config.gate_scope, fixed)
             self.sites.append(block)
             if config.has_adapters:
                 setattr(parent, child, _Shim(block, i, self.tape))

@@ -76,6 +76,63 @@ def sample_gate(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return hard + soft - soft.detach()
 
 
+class AdapterBank(nn.Module):
+    """E adapters at one site and a router that picks the top k per sample (a mixture of adapters: e.g. one
+    expert per part family). In eval mode each expert is one ``If``: it runs only when some sample of the
+    batch picked it, and contributes only to those samples.
+
+    Routing reads the mean over every dimension but batch and channel, so banks serve image-like inputs
+    ``[N, C, ...]``; ``balance`` holds the load-balancing term of the last training forward.
+    """
+
+    def __init__(self, experts: list[nn.Module], channels: int, top_k: int):
+        super().__init__()
+        if not 1 <= top_k <= len(experts):
+            raise ValueError(f"top-k must be between 1 and the number of experts ({len(experts)}), not {top_k}")
+        self.experts = nn.ModuleList(experts)
+        self.router = nn.Linear(channels, len(experts))
+        nn.init.normal_(self.router.weight, std=0.01)
+        nn.init.zeros_(self.router.bias)
+        self.top_k = top_k
+        self.balance = torch.zeros(())
+
+    def route(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample expert weights ``[N, E]``: softmax over the top k router logits, zero elsewhere."""
+        logits = self.router(x.flatten(2).mean(2) if x.dim() > 2 else x)
+        top = logits.topk(self.top_k, dim=1)
+        weights = torch.zeros_like(logits).scatter(1, top.indices, top.values.softmax(1))
+        if self.training:  # Switch-style: fraction routed to each expert x its mean router probability
+            chosen = (weights > 0).to(logits.dtype)
+            self.balance = len(self.experts) * (chosen.mean(0) * logits.softmax(1).mean(0)).sum()
+        return weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.route(x)
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            w = _per_sample(weights[:, e:e + 1], x)
+            if self.training:
+                out = out + w * expert(x)
+            else:
+                out = out + torch.cond(weights[:, e].max() > 0, _ExpertBranch(expert), _no_expert, (x, w))
+        return out
+
+
+class _ExpertBranch(nn.Module):
+    """One expert's ``If`` branch: its output weighted per sample (weight 0 for samples that did not pick it)."""
+
+    def __init__(self, expert: nn.Module):
+        super().__init__()
+        self.expert = expert
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (w * self.expert(x)).contiguous()  # both branches of an If must agree on memory layout
+
+
+def _no_expert(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x)
+
+
 class GatedBlock(nn.Module):
     """Wraps a frozen residual block; in eval mode a closed gate skips the gated path with ``torch.cond``.
 

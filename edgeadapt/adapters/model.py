@@ -33,8 +33,8 @@ class GatedAdapterModel(GatedModel):
                 block = backbone._blocks[i]
                 fixed = None if config.has_gates else i not in config.static_closed
                 ch = block.spec.out_ch
-                backbone._blocks[i] = GatedBlock(block, BottleneckAdapter(ch, config.adapter_reduction),
-                                                 Gate(ch), config.gate_scope, fixed)
+                adapter = config.adapter(lambda ch=ch: BottleneckAdapter(ch, config.adapter_reduction), ch)
+                backbone._blocks[i] = GatedBlock(block, adapter, Gate(ch), config.gate_scope, fixed)
         self.backbone = backbone
         self.head = nn.Linear(backbone.num_features, config.num_classes)
         self.dropout = nn.Dropout(0.2)

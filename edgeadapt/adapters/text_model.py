@@ -6,6 +6,7 @@ from torch import nn
 
 from ..backbones import create_text_backbone
 from ..backbones.bert import attention_bias, masked_mean
+from ..errors import UserError
 from .base import GatedModel
 from .config import GatedAdapterConfig
 from .layer import GatedBlock, TokenAdapter, TokenGate
@@ -24,6 +25,8 @@ class GatedTextModel(GatedModel):
     def __init__(self, config: GatedAdapterConfig, pretrained: bool = True):
         super().__init__()
         self.config = config
+        if config.experts > 1:
+            raise UserError("adapter banks (--experts) route on image-like inputs; text encoders take one adapter per layer")
         encoder = create_text_backbone(config.backbone, config.backbone_dir, pretrained=pretrained)
         for p in encoder.parameters():
             p.requires_grad_(False)
