@@ -75,8 +75,9 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
               help="sparse: gated adapters; the rest are baselines to compare with (docs/baselines.md).")
 @click.option("--budget", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
               help="Target fraction of gated compute that runs (static: of residual-block compute kept).")
-@click.option("--gate-scope", default="block", show_default=True, type=click.Choice(["block", "adapter"]),
-              help="block: a closed gate skips the frozen block; adapter: it skips only the adapter.")
+@click.option("--gate-scope", default="block", show_default=True, type=click.Choice(["block", "adapter", "exit"]),
+              help="block: a closed gate skips the frozen block; adapter: it skips only the adapter; exit: early "
+                   "exits after stages, a closed gate skips the rest of the network (EfficientNet-Lite0).")
 @click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),

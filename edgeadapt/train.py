@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class TrainOptions:
     calibration_samples: int = 160
     open_weight: float = 0.0  # weight of an every-gate-open loss (keeps the full network valid; doubles step cost)
     balance_weight: float = 0.01  # adapter banks: pull toward every expert being used
+    exit_weight: float = 0.5  # early exits: each exit's own cross-entropy (deep supervision)
 
 
 def default_lr(mode: str) -> float:
@@ -50,9 +51,10 @@ class GateCosts:
     block_macs: list[int]
     adapter_macs: list[int]
     total_macs: int
+    exit_macs: list[int] = field(default_factory=list)  # exit scope: what going on past each exit costs
 
     def for_scope(self, scope: str) -> list[int]:
-        return self.block_macs if scope == "block" else self.adapter_macs
+        return {"block": self.block_macs, "adapter": self.adapter_macs, "exit": self.exit_macs}[scope]
 
 
 def measure_costs(model: GatedModel) -> GateCosts:
@@ -75,7 +77,37 @@ def measure_costs(model: GatedModel) -> GateCosts:
         block_macs=[count_macs(b.block, a[0], *a[2:]) for b, a in zip(blocks, calls)],
         adapter_macs=[count_macs(b.adapter, a[0]) for b, a in zip(blocks, calls)],
         total_macs=count_macs(_AllOpen(model), *inputs),
+        exit_macs=_exit_macs(model, inputs),
     )
+
+
+def _exit_macs(model: GatedModel, inputs: tuple) -> list[int]:
+    """Per exit: MACs of everything after it (the next segment, its exit head, and at the end the final head)."""
+    heads = getattr(model, "exit_heads", [])
+    if not len(heads):
+        return []
+    with torch.no_grad():
+        h = model.prefix(*inputs)
+        h = model.run_segment(0, h)
+        costs = []
+        for j in range(len(heads)):
+            costs.append(count_macs(_Segment(model, j + 1), h))
+            h = model.run_segment(j + 1, h)
+    return costs
+
+
+class _Segment(torch.nn.Module):
+    """Segment ``j`` of an exit model, then its exit's classifier (or the final head), for MAC counting."""
+
+    def __init__(self, model: GatedModel, j: int):
+        super().__init__()
+        self.model, self.j = model, j
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.model.run_segment(self.j, h)
+        if self.j == len(self.model.exit_heads):
+            return self.model.final_logits(h)
+        return self.model.exit_heads[self.j].logits(h) + self.model.exit_heads[self.j].gate(h)
 
 
 class _AllOpen(torch.nn.Module):
@@ -233,6 +265,7 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
             if open_logits is not None:
                 loss = loss + opts.open_weight * F.cross_entropy(open_logits, y[idx])
             loss = loss + opts.balance_weight * model.balance_loss()  # adapter banks only
+            loss = loss + opts.exit_weight * model.exit_loss(y[idx])  # early exits only
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -330,7 +363,7 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
             "config": config.to_dict(),
             "normalization": norm,
             "costs": {"block_macs": costs.block_macs, "adapter_macs": costs.adapter_macs,
-                      "total_macs": costs.total_macs},
+                      "total_macs": costs.total_macs, "exit_macs": costs.exit_macs},
             "train": {**opts.__dict__, "holdout_fraction": holdout, "data": str(data_dir),
                       "n_train": int(len(train_idx)), "n_holdout": int(len(held_idx))},
         })

@@ -46,7 +46,9 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     kind = "text" if text else "array" if "inputs" in arrays else "image"
     norm = meta["normalization"]
     site_of = {gate_name(i): i for i in model.site_indices()}
-    all_costs = dict(zip(site_of, GateCosts(**meta["costs"]).for_scope(config.gate_scope)))
+    all_costs = dict(zip(model.gate_names, GateCosts(**meta["costs"]).for_scope(config.gate_scope)))
+    if freeze_static and config.gate_scope == "exit":
+        raise UserError("--freeze-static-gates applies to block and adapter gates, not to early exits")
     frozen = static_gates(metrics["gate_rates"]) if freeze_static else {}
     if frozen:
         model.freeze_gates({site_of[name]: state == "always runs" for name, state in frozen.items()})

@@ -95,17 +95,21 @@ def localize_branch_weights(proto: onnx.ModelProto) -> int:
     """
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
-    main_uses = {name for n in graph.node for name in n.input}
-    branch_uses: dict[str, list[onnx.GraphProto]] = {}
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                for name in {i for n in attr.g.node for i in n.input if i in inits}:
-                    branch_uses.setdefault(name, []).append(attr.g)
-    moved = [name for name, graphs in branch_uses.items()
-             if len(graphs) == 1 and name not in main_uses and name != THRESHOLDS]
+    users: dict[str, list[onnx.GraphProto]] = {}  # initializer -> every graph whose nodes read it directly
+
+    def scan(g: onnx.GraphProto) -> None:
+        for name in {i for n in g.node for i in n.input if i in inits}:
+            users.setdefault(name, []).append(g)
+        for n in g.node:
+            for attr in n.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    scan(attr.g)  # nested Ifs (early exits): a weight goes to the innermost branch using it
+
+    scan(graph)
+    moved = [name for name, graphs in users.items()
+             if len(graphs) == 1 and graphs[0] is not graph and name != THRESHOLDS]
     for name in moved:
-        branch_uses[name][0].initializer.append(inits[name])
+        users[name][0].initializer.append(inits[name])
     keep = [i for i in graph.initializer if i.name not in set(moved)]
     del graph.initializer[:]
     graph.initializer.extend(keep)

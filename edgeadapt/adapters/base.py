@@ -16,6 +16,11 @@ def gate_name(block: int) -> str:
     return f"block{block:02d}"
 
 
+def exit_name(block: int) -> str:
+    """The name of the early exit after backbone block ``block`` (its gate open: the input goes on)."""
+    return f"exit{block:02d}"
+
+
 class GatedModel(nn.Module):
     """Base of the image and text models: a frozen backbone whose ``blocks`` the surgery wrapped.
 
@@ -51,6 +56,10 @@ class GatedModel(nn.Module):
         from .layer import AdapterBank
 
         return len(self.gate_names) + sum(len(m.experts) for m in self.modules() if isinstance(m, AdapterBank))
+
+    def exit_loss(self, targets: torch.Tensor) -> torch.Tensor:
+        """Deep supervision of early exits from the last training forward (0 without exits)."""
+        return torch.zeros(())
 
     def balance_loss(self) -> torch.Tensor:
         """Sum of the adapter banks' load-balancing terms from the last training forward (0 without banks)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-GATE_SCOPES = ("block", "adapter")
+GATE_SCOPES = ("block", "adapter", "exit")
 # what trains and what runs; every mode but ``sparse`` is a baseline to compare the product against
 MODES = ("sparse", "dense", "static", "linear-probe", "full")
 
@@ -19,6 +19,8 @@ class GatedAdapterConfig:
 
     ``gate_scope='block'``: a closed gate skips the frozen block and only the adapter runs in its place.
     ``gate_scope='adapter'``: the frozen block always runs; the gate decides whether the adapter runs.
+    ``gate_scope='exit'``: every block and adapter runs up to an exit; the gate there decides whether the
+    input goes on or leaves with the exit's prediction (the rest of the network is skipped).
 
     ``mode`` (see docs/baselines.md): ``sparse`` gates every adapter site; ``dense`` runs every block and
     adapter always; ``static`` drops the blocks listed in ``static_closed`` for every input (their adapters
@@ -37,6 +39,7 @@ class GatedAdapterConfig:
     static_closed: list[int] = field(default_factory=list)  # static mode: backbone blocks that never run
     backbone_dir: str = ""  # text backbones: the Hugging Face model directory the weights came from
     max_length: int = 64  # text backbones: tokens per input, padded or truncated
+    exits: list[int] = field(default_factory=list)  # exit scope: backbone blocks after which an exit sits
     experts: int = 1  # adapters per site; above 1 a router picks top_k of them per sample (AdapterBank)
     top_k: int = 1
     blocks: str = ""  # custom backbones: the pattern naming the gateable blocks

@@ -67,6 +67,14 @@ class TokenGate(nn.Module):
         return self.proj((h * mask).sum(1) / mask.sum(1).clamp_min(1.0))
 
 
+def conditional(pred: torch.Tensor, true_fn, false_fn, operands: tuple):
+    """``torch.cond`` while exporting or compiling (it becomes one ONNX ``If``); a plain Python branch when
+    eager: the same computation, without compiling both branches on every call."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return torch.cond(pred, true_fn, false_fn, operands)
+    return true_fn(*operands) if bool(pred) else false_fn(*operands)
+
+
 def sample_gate(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Straight-through Gumbel-sigmoid: a hard 0/1 forward, the relaxed gradient backward."""
     u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
@@ -74,6 +82,22 @@ def sample_gate(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     soft = torch.sigmoid(noisy)
     hard = (noisy > 0).to(logits.dtype)
     return hard + soft - soft.detach()
+
+
+class ExitHead(nn.Module):
+    """An early exit after a stage: a bottleneck adapter on its features, pooling, a classifier, and the gate
+    whose logit says whether the input goes on (open) or leaves here (closed)."""
+
+    def __init__(self, channels: int, num_classes: int, reduction: int = 4):
+        super().__init__()
+        self.adapter = BottleneckAdapter(channels, reduction)
+        nn.init.normal_(self.adapter.up.weight, std=0.01)  # an exit must learn from the start
+        self.classifier = nn.Linear(channels, num_classes)
+        self.gate = Gate(channels)
+        self.temperature = 1.0
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.classifier((h + self.adapter(h)).mean(dim=(2, 3)))
 
 
 class AdapterBank(nn.Module):
@@ -114,7 +138,7 @@ class AdapterBank(nn.Module):
             if self.training:
                 out = out + w * expert(x)
             else:
-                out = out + torch.cond(weights[:, e].max() > 0, _ExpertBranch(expert), _no_expert, (x, w))
+                out = out + conditional(weights[:, e].max() > 0, _ExpertBranch(expert), _no_expert, (x, w))
         return out
 
 
@@ -166,10 +190,10 @@ class GatedBlock(nn.Module):
         # every op here runs at every gate, open or closed, so the graph is kept to the few it needs
         any_open = margin.max() > 0
         if self.scope == "block":
-            out = torch.cond(any_open, self._run_block, _keep, (x, margin, *context))
+            out = conditional(any_open, self._run_block, _keep, (x, margin, *context))
             return out + self.adapter(x), margin
         base = self.block(x, *context)
-        return torch.cond(any_open, self._run_adapter, _keep_base, (base, x, margin)), margin
+        return conditional(any_open, self._run_adapter, _keep_base, (base, x, margin)), margin
 
     def _run_block(self, x: torch.Tensor, margin: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
         return torch.where(_per_sample(margin, x) > 0, self.block(x, *context), x)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import create_backbone
-from .base import CLOSE_ALL, OPEN_ALL, GatedModel, gate_name
+from .base import CLOSE_ALL, OPEN_ALL, GatedModel, exit_name, gate_name
 from .config import GatedAdapterConfig
-from .layer import BottleneckAdapter, Gate, GatedBlock
+from .layer import BottleneckAdapter, ExitHead, Gate, GatedBlock, conditional, sample_gate
 
 __all__ = ["CLOSE_ALL", "OPEN_ALL", "GatedAdapterModel", "gate_name"]
 
@@ -26,16 +27,27 @@ class GatedAdapterModel(GatedModel):
         backbone = create_backbone(config.backbone, pretrained=pretrained)
         for p in backbone.parameters():
             p.requires_grad_(config.mode == "full")
+        specs = [b.spec for b in backbone._blocks]
         residual = [i for i, b in enumerate(backbone._blocks) if b.spec.residual]
-        config.gated_blocks = residual if config.has_gates else []
+        exits = config.has_gates and config.gate_scope == "exit"
+        if exits:
+            config.exits = config.exits or default_exits(backbone, residual[0])
+            bad = [i for i in config.exits if not residual[0] <= i < len(backbone._blocks) - 1]
+            if bad or config.exits != sorted(set(config.exits)):
+                raise ValueError(f"exits must be distinct blocks between {residual[0]} and {len(backbone._blocks) - 2} "
+                                 f"in order, got {config.exits}")
+        config.gated_blocks = (list(config.exits) if exits else residual) if config.has_gates else []
         if config.has_adapters:
             for i in residual:
                 block = backbone._blocks[i]
-                fixed = None if config.has_gates else i not in config.static_closed
+                # exit scope: every adapter always runs; only the exits decide
+                fixed = True if exits else None if config.has_gates else i not in config.static_closed
                 ch = block.spec.out_ch
                 adapter = config.adapter(lambda ch=ch: BottleneckAdapter(ch, config.adapter_reduction), ch)
                 backbone._blocks[i] = GatedBlock(block, adapter, Gate(ch), config.gate_scope, fixed)
         self.backbone = backbone
+        self.exit_heads = nn.ModuleList(ExitHead(specs[i].out_ch, config.num_classes,
+                                                 config.adapter_reduction) for i in (config.exits if exits else []))
         self.head = nn.Linear(backbone.num_features, config.num_classes)
         self.dropout = nn.Dropout(0.2)
         self.register_buffer("thresholds", torch.zeros(len(config.gated_blocks)))
@@ -46,6 +58,11 @@ class GatedAdapterModel(GatedModel):
     @property
     def blocks(self) -> nn.ModuleList:
         return self.backbone._blocks
+
+    @property
+    def gate_names(self) -> list[str]:
+        name = exit_name if len(self.exit_heads) else gate_name
+        return [name(i) for i in self.config.gated_blocks]
 
     def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
         return (torch.zeros(batch, 3, self.config.image_size, self.config.image_size),)
@@ -61,6 +78,8 @@ class GatedAdapterModel(GatedModel):
 
     def suffix(self, h: torch.Tensor, thresholds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Everything from the prefix's output to the logits, and the gates ``[N, G]`` (G = 0 without gates)."""
+        if len(self.exit_heads):
+            return self._suffix_exits(h, self.thresholds if thresholds is None else thresholds)
         thr = (self.thresholds if thresholds is None else thresholds).split(1)  # one Split, not a Gather per gate
         if self.cut < 0:
             h = self.backbone.stem(h)
@@ -77,6 +96,77 @@ class GatedAdapterModel(GatedModel):
     def forward(self, x: torch.Tensor, thresholds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.suffix(self.prefix(x), thresholds)
 
+    # early exits: the blocks after the prefix fall into segments, one more than there are exits
+
+    def segments(self) -> list[list[nn.Module]]:
+        """Blocks from the cut to the first exit, between exits, and after the last (the final head follows)."""
+        bounds = [max(self.cut, 0), *(i + 1 for i in self.config.exits), len(self.blocks)]
+        return [list(self.blocks[a:b]) for a, b in zip(bounds, bounds[1:])]
+
+    def run_segment(self, j: int, h: torch.Tensor) -> torch.Tensor:
+        for block in self.segments()[j]:
+            h = block(h, None)[0] if isinstance(block, GatedBlock) else block(h)
+        return h
+
+    def final_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.backbone.head_features(h)))
+
+    def _suffix_exits(self, h: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.training:
+            logits, margins = self._exit_from(0, h, thresholds)
+            return logits, (margins > 0).to(logits.dtype)  # gate j open: the input went on past exit j
+        exits, gates, reach = [], [], []
+        going = torch.ones(h.shape[0], 1)
+        for j, head in enumerate(self.exit_heads):
+            h = self.run_segment(j, h)
+            margin = head.gate(h) - thresholds[j]
+            gates.append(sample_gate(margin, self.exit_heads[j].temperature))
+            going = going * torch.sigmoid(margin)
+            reach.append(going)  # probability of running the segment after exit j
+            exits.append(head.logits(h))
+        logits = self.final_logits(self.run_segment(len(self.exit_heads), h))
+        for g, e in zip(reversed(gates), reversed(exits)):  # from the back: stay (g = 1) or leave at this exit
+            logits = g * logits + (1 - g) * e
+        self._exit_logits = exits
+        return logits, torch.cat(reach, dim=1)
+
+    def _exit_from(self, j: int, h: torch.Tensor, thresholds: torch.Tensor):
+        """Segment j, then exit j's gate: one ``If`` whose then-branch holds everything deeper (nested Ifs)."""
+        h = self.run_segment(j, h)
+        n = len(self.exit_heads)
+        if j == n:
+            return self.final_logits(h), None
+        head = self.exit_heads[j]
+        margin = head.gate(h) - thresholds[j]
+        leave = head.logits(h)
+        last = j == n - 1
+
+        def deeper(h, margin, leave, thresholds):
+            logits, rest = self._exit_from(j + 1, h, thresholds)
+            logits = torch.where(margin > 0, logits, leave)
+            return logits if last else (logits, torch.where(margin > 0, rest, torch.full_like(rest, -1.0)))
+
+        def stop(h, margin, leave, thresholds):
+            return leave.clone() if last else (leave.clone(), margin.new_full((margin.shape[0], n - j - 1), -1.0))
+
+        out = conditional(margin.max() > 0, deeper, stop, (h, margin, leave, thresholds))
+        if last:
+            return out, margin
+        logits, rest = out
+        return logits, torch.cat([margin, rest], dim=1)
+
+    def exit_loss(self, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of every exit's prediction, so exits learn whether or not inputs leave there."""
+        exits = getattr(self, "_exit_logits", [])
+        if not exits:
+            return torch.zeros(())
+        return sum(F.cross_entropy(e, targets) for e in exits) / len(exits)
+
+    def set_temperature(self, t: float) -> None:
+        super().set_temperature(t)
+        for head in self.exit_heads:
+            head.temperature = t
+
     @torch.no_grad()
     def frozen_features(self, feats: torch.Tensor) -> torch.Tensor:
         """Pooled features of the frozen backbone without adapters (a site fixed closed skips its block)."""
@@ -87,3 +177,11 @@ class GatedAdapterModel(GatedModel):
             else:
                 h = b(h)
         return self.backbone.head_features(h)
+
+
+def default_exits(backbone: nn.Module, first: int) -> list[int]:
+    """The last block of every stage from the first gated one to the one before the last two stages."""
+    blocks = backbone._blocks
+    ends = [i for i in range(len(blocks) - 1) if blocks[i + 1].spec.stride != 1
+            or blocks[i + 1].spec.in_ch != blocks[i + 1].spec.out_ch]
+    return [i for i in ends if i >= first][:3]

@@ -1,0 +1,104 @@
+"""Early exits (gate scope ``exit``): nested Ifs, the rest of the network skipped for inputs that leave."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import IMAGE_SIZE, Trained, run_cli
+from edgeadapt.export.bundle import export_run
+from edgeadapt.export.dense_graph import inline_if_nodes
+from edgeadapt.export.onnx_graph import count_if_nodes, export_onnx
+from edgeadapt.export.parity import check_dense_parity, check_parity
+
+from edgeadapt.adapters import GatedAdapterConfig, create_model
+from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
+from edgeadapt.errors import UserError
+from edgeadapt.train import TrainOptions, measure_costs, run_training
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = create_model(GatedAdapterConfig(num_classes=3, image_size=IMAGE_SIZE, gate_scope="exit")).eval()
+    for head in m.exit_heads:  # gates that split inputs, exits that predict something
+        torch.nn.init.normal_(head.gate.proj.weight, std=2.0)
+        torch.nn.init.normal_(head.classifier.weight, std=0.5)
+    return m
+
+
+def _x(n: int = 6) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).standard_normal((n, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32))
+
+
+def test_default_exits_end_stages(model) -> None:
+    assert model.config.exits == [2, 4, 7] and model.gate_names == ["exit02", "exit04", "exit07"]
+    assert model.config.gated_blocks == [2, 4, 7]
+
+
+def test_all_open_is_the_full_network_and_all_closed_the_first_exit(model) -> None:
+    x = _x()
+    with torch.no_grad():
+        logits, gates = model(x, torch.full((3,), OPEN_ALL))
+        h = model.prefix(x)
+        for j in range(4):
+            h = model.run_segment(j, h)
+        assert torch.allclose(logits, model.final_logits(h), atol=1e-5) and gates.all()
+        logits, gates = model(x, torch.full((3,), CLOSE_ALL))
+        first = model.exit_heads[0].logits(model.run_segment(0, model.prefix(x)))
+        assert torch.allclose(logits, first, atol=1e-5) and not gates.any()
+
+
+def test_a_sample_does_not_depend_on_its_batch(model) -> None:
+    x = _x()
+    with torch.no_grad():
+        together, gates = model(x, torch.zeros(3))
+        alone = [model(x[i:i + 1], torch.zeros(3)) for i in range(len(x))]
+    assert 0 < gates.sum() < gates.numel()  # mixed decisions, or the test shows nothing
+    np.testing.assert_allclose(together.numpy(), torch.cat([a[0] for a in alone]).numpy(), atol=1e-5)
+    assert torch.equal(gates, torch.cat([a[1] for a in alone]))
+    # a gate after an exit the sample took reads closed: it left
+    for row in gates.tolist():
+        assert row == sorted(row, reverse=True)
+
+
+def test_export_nests_one_if_per_exit(model, tmp_path: Path) -> None:
+    proto = export_onnx(model, tmp_path / "m.onnx")
+    assert count_if_nodes(proto) == 1 and count_if_nodes(proto, nested=True) == 3
+    feeds = {"input": _x().numpy()}
+    assert max(check_parity(model, str(tmp_path / "m.onnx"), feeds).values()) <= 1e-4
+    onnx.save(inline_if_nodes(proto), str(tmp_path / "dense.onnx"))
+    assert count_if_nodes(onnx.load(str(tmp_path / "dense.onnx")), nested=True) == 0
+    assert check_dense_parity(tmp_path / "m.onnx", tmp_path / "dense.onnx", feeds, 3) <= 1e-4
+
+
+def test_exit_costs_cover_what_each_exit_skips(model) -> None:
+    costs = measure_costs(model)
+    assert len(costs.exit_macs) == 3 and all(c > 0 for c in costs.exit_macs)
+    assert sum(costs.exit_macs) < costs.total_macs
+
+
+def test_train_and_export_with_exits(trained: Trained, tmp_path: Path) -> None:
+    config = GatedAdapterConfig(image_size=IMAGE_SIZE, gate_scope="exit", budget=0.5)
+    metrics = run_training(trained.data, tmp_path / "run", config,
+                           TrainOptions(epochs=2, batch_size=16, calibration_samples=32), log=lambda m: None)
+    assert set(metrics["gate_rates"]) == {"exit02", "exit04", "exit07"}
+    assert 0.0 < metrics["mac_saving"] < 1.0
+    manifest = export_run(tmp_path / "run", tmp_path / "bundle", log=lambda m: None)
+    assert manifest["gate_scope"] == "exit" and [g["name"] for g in manifest["gates"]] == ["exit02", "exit04", "exit07"]
+    assert max(manifest["parity_max_abs_diff"].values()) <= 1e-4
+    res = run_cli("export", tmp_path / "run", "--out", tmp_path / "b2", "--freeze-static-gates")
+    assert res.returncode == 1 and "not to early exits" in res.stderr
+
+
+def test_exit_scope_is_refused_off_lite0(tmp_path: Path) -> None:
+    from edgeadapt.backbones.bert import write_tiny_bert
+    from edgeadapt.data.synthetic_text import vocabulary
+
+    model_dir = write_tiny_bert(tmp_path / "b", vocabulary(), hidden=32, layers=1, heads=4)
+    with pytest.raises(UserError, match="gate scope exit .early exits. is built for EfficientNet-Lite0"):
+        create_model(GatedAdapterConfig(backbone="bert", backbone_dir=str(model_dir), gate_scope="exit"))
