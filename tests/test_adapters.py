@@ -204,7 +204,7 @@ def test_train_mode_keeps_frozen_batchnorm_in_eval(fresh: GatedAdapterModel) -> 
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"gate_scope": "layer"}, "gate scope must be one of block, adapter, not 'layer'"),
+    ({"gate_scope": "layer"}, "gate scope must be one of block, adapter, exit, not 'layer'"),
     ({"budget": 0.0}, r"budget must be in \(0, 1\], not 0.0"),
     ({"budget": 1.5}, r"budget must be in \(0, 1\], not 1.5"),
 ])

@@ -9,9 +9,7 @@ import pytest
 import torch
 from conftest import IMAGE_SIZE, Trained, run_cli
 from edgeadapt.export.bundle import export_run
-from edgeadapt.export.dense_graph import inline_if_nodes
-from edgeadapt.export.onnx_graph import count_if_nodes, export_onnx
-from edgeadapt.export.parity import check_dense_parity, check_parity
+from edgeadapt.export.onnx_graph import count_if_nodes
 
 from edgeadapt.adapters import GatedAdapterConfig, create_model
 from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
@@ -66,16 +64,6 @@ def test_a_sample_does_not_depend_on_its_batch(model) -> None:
         assert row == sorted(row, reverse=True)
 
 
-def test_export_nests_one_if_per_exit(model, tmp_path: Path) -> None:
-    proto = export_onnx(model, tmp_path / "m.onnx")
-    assert count_if_nodes(proto) == 1 and count_if_nodes(proto, nested=True) == 3
-    feeds = {"input": _x().numpy()}
-    assert max(check_parity(model, str(tmp_path / "m.onnx"), feeds).values()) <= 1e-4
-    onnx.save(inline_if_nodes(proto), str(tmp_path / "dense.onnx"))
-    assert count_if_nodes(onnx.load(str(tmp_path / "dense.onnx")), nested=True) == 0
-    assert check_dense_parity(tmp_path / "m.onnx", tmp_path / "dense.onnx", feeds, 3) <= 1e-4
-
-
 def test_exit_costs_cover_what_each_exit_skips(model) -> None:
     costs = measure_costs(model)
     assert len(costs.exit_macs) == 3 and all(c > 0 for c in costs.exit_macs)
@@ -90,7 +78,11 @@ def test_train_and_export_with_exits(trained: Trained, tmp_path: Path) -> None:
     assert 0.0 < metrics["mac_saving"] < 1.0
     manifest = export_run(tmp_path / "run", tmp_path / "bundle", log=lambda m: None)
     assert manifest["gate_scope"] == "exit" and [g["name"] for g in manifest["gates"]] == ["exit02", "exit04", "exit07"]
-    assert max(manifest["parity_max_abs_diff"].values()) <= 1e-4
+    # parity (gates deployed, all open, all closed, mixed) and the graph without If were checked by export
+    assert max(manifest["parity_max_abs_diff"].values()) <= 1e-4 and manifest["dense_parity_max_abs_diff"] <= 1e-4
+    gated = onnx.load(str(tmp_path / "bundle" / "model.onnx"))
+    assert count_if_nodes(gated) == 1 and count_if_nodes(gated, nested=True) == 3  # one If inside the other
+    assert count_if_nodes(onnx.load(str(tmp_path / "bundle" / "model_dense.onnx")), nested=True) == 0
     res = run_cli("export", tmp_path / "run", "--out", tmp_path / "b2", "--freeze-static-gates")
     assert res.returncode == 1 and "not to early exits" in res.stderr
 

@@ -17,38 +17,9 @@ from torch import nn
 from ..errors import UserError
 from .base import GatedModel
 from .config import GatedAdapterConfig
-from .layer import GatedBlock
+from .layer import ChannelAdapter, ChannelGate, GatedBlock
 
 CUSTOM_PREFIX = "module:"
-
-
-class ChannelAdapter(nn.Module):
-    """Bottleneck over the channel dimension (dim 1) of ``[N, C, ...]``, or the features of ``[N, C]``."""
-
-    def __init__(self, channels: int, reduction: int = 4):
-        super().__init__()
-        hidden = max(8, channels // reduction)
-        self.down = nn.Linear(channels, hidden)
-        self.up = nn.Linear(hidden, channels)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.movedim(1, -1)
-        return self.up(torch.relu(self.down(h))).movedim(-1, 1).contiguous()
-
-
-class ChannelGate(nn.Module):
-    """Mean over every dimension but batch and channel -> one linear unit -> one logit per sample, ``[N, 1]``."""
-
-    def __init__(self, channels: int, init_bias: float = 2.0):
-        super().__init__()
-        self.proj = nn.Linear(channels, 1)
-        nn.init.normal_(self.proj.weight, std=0.01)
-        nn.init.constant_(self.proj.bias, init_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x.flatten(2).mean(2) if x.dim() > 2 else x)
 
 
 class _Tape:

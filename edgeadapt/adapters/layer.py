@@ -27,7 +27,9 @@ class BottleneckAdapter(nn.Module):
 
 
 class Gate(nn.Module):
-    """Pooled block input -> one linear unit -> one logit per sample, shape ``[N, 1]`` (open when logit > threshold)."""
+    """Pooled block input -> one linear unit -> one logit per sample, shape ``[N, 1]`` (open when logit > threshold).
+
+    ``pool`` is what differs between inputs: feature maps here, tokens and any-shape tensors below."""
 
     def __init__(self, channels: int, init_bias: float = 2.0):
         super().__init__()
@@ -35,8 +37,30 @@ class Gate(nn.Module):
         nn.init.normal_(self.proj.weight, std=0.01)
         nn.init.constant_(self.proj.bias, init_bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x.mean(dim=(2, 3)))
+    def pool(self, x: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pool(x, *context))
+
+
+class TokenGate(Gate):
+    """Mean of the real tokens (padding masked out) -> one logit per sample."""
+
+    def pool(self, h: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (h * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+class ChannelGate(Gate):
+    """Mean over every dimension but batch and channel (any ``[N, C, ...]``) -> one logit per sample."""
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        return pool_channels(x)
+
+
+def pool_channels(x: torch.Tensor) -> torch.Tensor:
+    """``[N, C, ...]`` -> ``[N, C]`` by the mean over the rest (``[N, C]`` stays as it is)."""
+    return x.flatten(2).mean(2) if x.dim() > 2 else x
 
 
 class TokenAdapter(nn.Module):
@@ -54,17 +78,11 @@ class TokenAdapter(nn.Module):
         return self.up(F.relu(self.down(h)))
 
 
-class TokenGate(nn.Module):
-    """Mean of the real tokens -> one linear unit -> one logit per sample, ``[N, 1]``."""
+class ChannelAdapter(TokenAdapter):
+    """The same bottleneck over the channel dimension (dim 1) of ``[N, C, ...]``, or the features of ``[N, C]``."""
 
-    def __init__(self, dim: int, init_bias: float = 2.0):
-        super().__init__()
-        self.proj = nn.Linear(dim, 1)
-        nn.init.normal_(self.proj.weight, std=0.01)
-        nn.init.constant_(self.proj.bias, init_bias)
-
-    def forward(self, h: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.proj((h * mask).sum(1) / mask.sum(1).clamp_min(1.0))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1).contiguous()
 
 
 def conditional(pred: torch.Tensor, true_fn, false_fn, operands: tuple):
@@ -122,7 +140,7 @@ class AdapterBank(nn.Module):
 
     def route(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample expert weights ``[N, E]``: softmax over the top k router logits, zero elsewhere."""
-        logits = self.router(x.flatten(2).mean(2) if x.dim() > 2 else x)
+        logits = self.router(pool_channels(x))
         top = logits.topk(self.top_k, dim=1)
         weights = torch.zeros_like(logits).scatter(1, top.indices, top.values.softmax(1))
         if self.training:  # Switch-style: fraction routed to each expert x its mean router probability
