@@ -78,6 +78,9 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--gate-scope", default="block", show_default=True, type=click.Choice(["block", "adapter", "exit"]),
               help="block: a closed gate skips the frozen block; adapter: it skips only the adapter; exit: early "
                    "exits after stages, a closed gate skips the rest of the network (EfficientNet-Lite0).")
+@click.option("--exit-rule", default="confidence", show_default=True, type=click.Choice(["confidence", "learned"]),
+              help="Gate scope exit: leave when the exit's prediction is confident enough (hard inputs go "
+                   "deeper), or let a trained gate decide.")
 @click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
@@ -91,8 +94,8 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, gate_scope, epochs, image_size,
-          lr, open_weight, experts, top_k, holdout, seed, force, as_json) -> None:
+def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, gate_scope, exit_rule, epochs,
+          image_size, lr, open_weight, experts, top_k, holdout, seed, force, as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
     _need_training_extra()
@@ -101,7 +104,8 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, b
 
     try:
         config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
-                                    experts=experts, top_k=top_k, **_backbone_fields(backbone, backbone_dir, max_length, blocks))
+                                    exit_rule=exit_rule, experts=experts, top_k=top_k,
+                                    **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight)
@@ -319,6 +323,26 @@ def _csv(text: str, kind, option: str) -> list:
         return [kind(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UserError(f"{option} must be a comma-separated list, got {text!r}") from None
+
+
+@cli.group()
+def data() -> None:
+    """Data sets that ship with the project or its dependencies (no download)."""
+
+
+@data.command("digits")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Image folder to write.")
+@click.option("--size", default=32, show_default=True, type=click.IntRange(8, 512), help="Pixels per side.")
+@click.option("--force", is_flag=True, help="Replace an existing folder.")
+def data_digits(out_dir, size, force) -> None:
+    """Write scikit-learn's 1,797 real handwritten digits (UCI, 8x8 scans) as an image folder."""
+    from .data.digits import write_digits
+    from .rundir import prepare_output, staged_folder
+
+    prepare_output(out_dir, force, "data")
+    with staged_folder(out_dir) as tmp:
+        n = write_digits(tmp, size)
+    click.echo(f"wrote {n} digit images in 10 classes to {out_dir}")
 
 
 @cli.group()

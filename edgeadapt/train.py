@@ -107,7 +107,9 @@ class _Segment(torch.nn.Module):
         h = self.model.run_segment(self.j, h)
         if self.j == len(self.model.exit_heads):
             return self.model.final_logits(h)
-        return self.model.exit_heads[self.j].logits(h) + self.model.exit_heads[self.j].gate(h)
+        head = self.model.exit_heads[self.j]
+        leave = head.logits(h)
+        return leave + head.go_on(h, leave)
 
 
 class _AllOpen(torch.nn.Module):

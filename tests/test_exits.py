@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     torch.manual_seed(0)
-    m = create_model(GatedAdapterConfig(num_classes=3, image_size=IMAGE_SIZE, gate_scope="exit")).eval()
+    m = create_model(GatedAdapterConfig(num_classes=3, image_size=IMAGE_SIZE, gate_scope="exit",
+                                        exit_rule="learned")).eval()
     for head in m.exit_heads:  # gates that split inputs, exits that predict something
         torch.nn.init.normal_(head.gate.proj.weight, std=2.0)
         torch.nn.init.normal_(head.classifier.weight, std=0.5)
@@ -62,6 +63,39 @@ def test_a_sample_does_not_depend_on_its_batch(model) -> None:
     # a gate after an exit the sample took reads closed: it left
     for row in gates.tolist():
         assert row == sorted(row, reverse=True)
+
+
+def test_confidence_exits_let_confident_inputs_leave() -> None:
+    torch.manual_seed(0)
+    m = create_model(GatedAdapterConfig(num_classes=3, image_size=IMAGE_SIZE, gate_scope="exit")).eval()
+    assert all(head.gate is None for head in m.exit_heads)  # no trained gate: the exit's confidence decides
+    for head in m.exit_heads:
+        torch.nn.init.normal_(head.classifier.weight, std=0.5)
+    x = _x(8)
+    with torch.no_grad():
+        first = m.exit_heads[0].logits(m.run_segment(0, m.prefix(x)))
+        p = first.softmax(1).amax(1)
+        threshold = float(torch.log((1 - p.median()) / p.median()))
+        _, gates = m(x, torch.tensor([threshold, OPEN_ALL, OPEN_ALL]))
+    np.testing.assert_array_equal(gates[:, 0].numpy() == 0, (p >= p.median()).numpy())  # the surer half leaves
+    assert 0 < gates[:, 0].sum() < len(x)
+
+
+def test_uncertainty_is_the_log_odds_of_the_top_class() -> None:
+    from edgeadapt.adapters.layer import uncertainty
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0], [50.0, 0.0, 0.0]])
+    p = logits.softmax(1).amax(1)
+    np.testing.assert_allclose(uncertainty(logits)[:2, 0].numpy(), torch.log((1 - p) / p)[:2].numpy(), rtol=1e-5)
+    assert uncertainty(logits)[1, 0] == pytest.approx(np.log(2.0)) and uncertainty(logits)[2, 0] < -20
+
+
+def test_runs_from_before_exit_rules_keep_their_learned_gate() -> None:
+    old = GatedAdapterConfig(gate_scope="exit").to_dict()
+    del old["exit_rule"]
+    assert GatedAdapterConfig.from_dict(old).exit_rule == "learned"
+    with pytest.raises(ValueError, match="exit rule must be one of confidence, learned"):
+        GatedAdapterConfig(gate_scope="exit", exit_rule="entropy")
 
 
 def test_exit_costs_cover_what_each_exit_skips(model) -> None:

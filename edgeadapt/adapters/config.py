@@ -9,6 +9,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 GATE_SCOPES = ("block", "adapter", "exit")
+# how an early exit decides: its own prediction's confidence (hard inputs go on), or a trained gate
+EXIT_RULES = ("confidence", "learned")
 # what trains and what runs; every mode but ``sparse`` is a baseline to compare the product against
 MODES = ("sparse", "dense", "static", "linear-probe", "full")
 
@@ -20,7 +22,8 @@ class GatedAdapterConfig:
     ``gate_scope='block'``: a closed gate skips the frozen block and only the adapter runs in its place.
     ``gate_scope='adapter'``: the frozen block always runs; the gate decides whether the adapter runs.
     ``gate_scope='exit'``: every block and adapter runs up to an exit; the gate there decides whether the
-    input goes on or leaves with the exit's prediction (the rest of the network is skipped).
+    input goes on or leaves with the exit's prediction (the rest of the network is skipped). With
+    ``exit_rule='confidence'`` the gate is the exit's own uncertainty, so hard inputs go deeper.
 
     ``mode`` (see docs/baselines.md): ``sparse`` gates every adapter site; ``dense`` runs every block and
     adapter always; ``static`` drops the blocks listed in ``static_closed`` for every input (their adapters
@@ -40,6 +43,7 @@ class GatedAdapterConfig:
     backbone_dir: str = ""  # text backbones: the Hugging Face model directory the weights came from
     max_length: int = 64  # text backbones: tokens per input, padded or truncated
     exits: list[int] = field(default_factory=list)  # exit scope: backbone blocks after which an exit sits
+    exit_rule: str = "confidence"  # exit scope: see EXIT_RULES and docs/gating.md
     experts: int = 1  # adapters per site; above 1 a router picks top_k of them per sample (AdapterBank)
     top_k: int = 1
     blocks: str = ""  # custom backbones: the pattern naming the gateable blocks
@@ -50,6 +54,8 @@ class GatedAdapterConfig:
             raise ValueError(f"gate scope must be one of {', '.join(GATE_SCOPES)}, not {self.gate_scope!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.exit_rule not in EXIT_RULES:
+            raise ValueError(f"exit rule must be one of {', '.join(EXIT_RULES)}, not {self.exit_rule!r}")
         if not 1 <= self.top_k <= self.experts:
             raise ValueError(f"top-k must be between 1 and the number of experts ({self.experts}), not {self.top_k}")
         if not 0.0 < self.budget <= 1.0:
@@ -81,4 +87,6 @@ class GatedAdapterConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        if data.get("gate_scope") == "exit" and "exit_rule" not in data:
+            data = {**data, "exit_rule": "learned"}  # runs from before exit rules existed trained a gate
         return cls(**data)

@@ -103,19 +103,35 @@ def sample_gate(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 class ExitHead(nn.Module):
-    """An early exit after a stage: a bottleneck adapter on its features, pooling, a classifier, and the gate
-    whose logit says whether the input goes on (open) or leaves here (closed)."""
+    """An early exit after a stage: a bottleneck adapter on its features, pooling, a classifier, and the
+    decision whether the input goes on (open) or leaves here (closed).
 
-    def __init__(self, channels: int, num_classes: int, reduction: int = 4):
+    ``rule='confidence'``: the decision reads the exit's own prediction, so an input the exit is unsure of
+    goes on (deeper for hard inputs, out early for easy ones); ``rule='learned'``: a trained gate on the
+    exit's pooled features decides.
+    """
+
+    def __init__(self, channels: int, num_classes: int, reduction: int = 4, rule: str = "confidence"):
         super().__init__()
         self.adapter = BottleneckAdapter(channels, reduction)
         nn.init.normal_(self.adapter.up.weight, std=0.01)  # an exit must learn from the start
         self.classifier = nn.Linear(channels, num_classes)
-        self.gate = Gate(channels)
+        self.gate = Gate(channels) if rule == "learned" else None
         self.temperature = 1.0
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.classifier((h + self.adapter(h)).mean(dim=(2, 3)))
+
+    def go_on(self, h: torch.Tensor, leave: torch.Tensor) -> torch.Tensor:
+        """``[N, 1]``: the higher, the more the input should go on (compared with a threshold)."""
+        return self.gate(h) if self.gate is not None else uncertainty(leave)
+
+
+def uncertainty(logits: torch.Tensor) -> torch.Tensor:
+    """``log((1 - p) / p)`` of the top class's probability ``p``, per sample ``[N, 1]``: -inf when sure,
+    ``log(C - 1)`` at a uniform guess. Monotone in ``p``, so a threshold on it is one on confidence."""
+    rest = (logits - logits.amax(1, keepdim=True)).exp().sum(1, keepdim=True) - 1.0
+    return rest.clamp_min(1e-12).log()
 
 
 class AdapterBank(nn.Module):

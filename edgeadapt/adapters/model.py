@@ -46,8 +46,8 @@ class GatedAdapterModel(GatedModel):
                 adapter = config.adapter(lambda ch=ch: BottleneckAdapter(ch, config.adapter_reduction), ch)
                 backbone._blocks[i] = GatedBlock(block, adapter, Gate(ch), config.gate_scope, fixed)
         self.backbone = backbone
-        self.exit_heads = nn.ModuleList(ExitHead(specs[i].out_ch, config.num_classes,
-                                                 config.adapter_reduction) for i in (config.exits if exits else []))
+        self.exit_heads = nn.ModuleList(ExitHead(specs[i].out_ch, config.num_classes, config.adapter_reduction,
+                                                 config.exit_rule) for i in (config.exits if exits else []))
         self.head = nn.Linear(backbone.num_features, config.num_classes)
         self.dropout = nn.Dropout(0.2)
         self.register_buffer("thresholds", torch.zeros(len(config.gated_blocks)))
@@ -117,16 +117,20 @@ class GatedAdapterModel(GatedModel):
             return logits, (margins > 0).to(logits.dtype)  # gate j open: the input went on past exit j
         exits, gates, reach = [], [], []
         going = torch.ones(h.shape[0], 1)
+        learned = self.config.exit_rule == "learned"
         for j, head in enumerate(self.exit_heads):
             h = self.run_segment(j, h)
-            margin = head.gate(h) - thresholds[j]
+            exits.append(head.logits(h))
+            margin = head.go_on(h, exits[-1]) - thresholds[j]
+            if not learned:  # confidence exits: every exit and the final head learn on every input
+                margin = margin.detach()
             gates.append(sample_gate(margin, self.exit_heads[j].temperature))
             going = going * torch.sigmoid(margin)
             reach.append(going)  # probability of running the segment after exit j
-            exits.append(head.logits(h))
         logits = self.final_logits(self.run_segment(len(self.exit_heads), h))
-        for g, e in zip(reversed(gates), reversed(exits)):  # from the back: stay (g = 1) or leave at this exit
-            logits = g * logits + (1 - g) * e
+        if learned:
+            for g, e in zip(reversed(gates), reversed(exits)):  # from the back: stay (g = 1) or leave at this exit
+                logits = g * logits + (1 - g) * e
         self._exit_logits = exits
         return logits, torch.cat(reach, dim=1)
 
@@ -137,8 +141,8 @@ class GatedAdapterModel(GatedModel):
         if j == n:
             return self.final_logits(h), None
         head = self.exit_heads[j]
-        margin = head.gate(h) - thresholds[j]
         leave = head.logits(h)
+        margin = head.go_on(h, leave) - thresholds[j]
         last = j == n - 1
 
         def deeper(h, margin, leave, thresholds):
