@@ -29,8 +29,9 @@ def write_digits(root: Path, size: int = 32) -> int:
 
     images, targets = load_digits_arrays()
     grey = (255 - images * (255 / 16)).clip(0, 255).astype(np.uint8)  # 16 = full ink
-    for i, (img, label) in enumerate(zip(grey, targets)):
-        folder = Path(root) / str(label)
+    folders = {label: Path(root) / str(label) for label in np.unique(targets)}
+    for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).resize((size, size), Image.BICUBIC).convert("RGB").save(folder / f"{i:04d}.png")
+    for i, (img, label) in enumerate(zip(grey, targets)):
+        Image.fromarray(img).resize((size, size), Image.BICUBIC).convert("RGB").save(folders[label] / f"{i:04d}.png")
     return len(targets)
