@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .choices import EXIT_RULES, GATE_SCOPES, MODES
 from .errors import UserError
 
 EXIT_ERROR = 1  # bad input or state; click uses 2 for usage mistakes
@@ -71,14 +72,14 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
 @_backbone_options
 @click.option("--mode", default="sparse", show_default=True,
-              type=click.Choice(["sparse", "dense", "static", "linear-probe", "full"]),
+              type=click.Choice(MODES),
               help="sparse: gated adapters; the rest are baselines to compare with (docs/baselines.md).")
 @click.option("--budget", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
               help="Target fraction of gated compute that runs (static: of residual-block compute kept).")
-@click.option("--gate-scope", default="block", show_default=True, type=click.Choice(["block", "adapter", "exit"]),
+@click.option("--gate-scope", default="block", show_default=True, type=click.Choice(GATE_SCOPES),
               help="block: a closed gate skips the frozen block; adapter: it skips only the adapter; exit: early "
                    "exits after stages, a closed gate skips the rest of the network (EfficientNet-Lite0).")
-@click.option("--exit-rule", default="confidence", show_default=True, type=click.Choice(["confidence", "learned"]),
+@click.option("--exit-rule", default="confidence", show_default=True, type=click.Choice(EXIT_RULES),
               help="Gate scope exit: leave when the exit's prediction is confident enough (hard inputs go "
                    "deeper), or let a trained gate decide.")
 @click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
@@ -252,7 +253,10 @@ def demo(out_dir, force, as_json) -> None:
               help="Sweep folder: runs/, bundles/, sweep.json, sweep.png.")
 @_backbone_options
 @click.option("--budgets", default="0.25,0.5,0.75", show_default=True, help="Budgets for the sparse and static models.")
-@click.option("--modes", default=",".join(["sparse", "dense", "static", "linear-probe", "full"]), show_default=True)
+@click.option("--modes", default=",".join(MODES), show_default=True)
+@click.option("--gate-scopes", default="block", show_default=True,
+              help=f"Gate scopes for the sparse model, comma-separated from {', '.join(GATE_SCOPES)}; "
+                   "each is trained at every budget (sparse@B for block, sparse-exit@B for exit).")
 @click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1), help="Timed runs per bundle.")
@@ -260,15 +264,16 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
 @click.option("--resume", is_flag=True, help="Keep the entries an interrupted sweep in --out finished; do the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
-def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, budgets, modes, epochs, image_size, runs, seed,
-          force, resume, as_json) -> None:
+def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, budgets, modes, gate_scopes, epochs, image_size,
+          runs, seed, force, resume, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
 
     result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
                        image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log,
-                       backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks))
+                       backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks),
+                       gate_scopes=_csv(gate_scopes, str, "--gate-scopes"))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -342,7 +347,8 @@ def data_digits(out_dir, size, force) -> None:
     prepare_output(out_dir, force, "data")
     with staged_folder(out_dir) as tmp:
         n = write_digits(tmp, size)
-    click.echo(f"wrote {n} digit images in 10 classes to {out_dir}")
+        classes = sum(1 for folder in Path(tmp).iterdir() if folder.is_dir())
+    click.echo(f"wrote {n} digit images in {classes} classes to {out_dir}")
 
 
 @cli.group()

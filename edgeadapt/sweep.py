@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters import MODES, GatedAdapterConfig
+from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig
 from .errors import UserError
 from .rundir import RunDir, prepare_output, write_json
 from .runtime.compare import measure_bundles
@@ -20,31 +20,45 @@ BUDGETED = ("sparse", "static")  # modes trained once per budget
 
 @dataclass
 class SweepEntry:
-    """One model of the sweep: its mode, its budget (for sparse and static) and its folder name."""
+    """One model of the sweep: its mode, its budget (for sparse and static), its gate scope and its folder name."""
 
     mode: str
     budget: float | None
+    gate_scope: str = "block"
 
     @property
     def name(self) -> str:
-        return self.mode if self.budget is None else f"{self.mode}@{self.budget:g}"
+        """``sparse@0.5`` for block gates (the default scope), ``sparse-exit@0.5`` for another scope."""
+        mode = self.mode if self.mode != "sparse" or self.gate_scope == "block" else f"sparse-{self.gate_scope}"
+        return mode if self.budget is None else f"{mode}@{self.budget:g}"
 
 
-def plan(modes: list[str], budgets: list[float]) -> list[SweepEntry]:
-    """The entries in the order they are trained: cheap baselines first, full fine-tuning last."""
+def plan(modes: list[str], budgets: list[float], gate_scopes: list[str] = ("block",)) -> list[SweepEntry]:
+    """The entries in the order they are trained: cheap baselines first, full fine-tuning last.
+
+    The sparse model is trained once per gate scope and budget; the other modes ignore the scope.
+    """
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         raise UserError(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    unknown = sorted(set(gate_scopes) - set(GATE_SCOPES))
+    if unknown or not gate_scopes:
+        raise UserError(f"unknown gate scope(s) {', '.join(unknown) or '(none given)'}; "
+                        f"choose from {', '.join(GATE_SCOPES)}")
     if not budgets or any(not 0 < b <= 1 for b in budgets):
         raise UserError(f"--budgets must be fractions in (0, 1], got {budgets}")
     order = ["linear-probe", "dense", "static", "sparse", "full"]
-    return [SweepEntry(m, b if m in BUDGETED else None) for m in order if m in modes
-            for b in (budgets if m in BUDGETED else [None])]
+    entries = []
+    for m in (m for m in order if m in modes):
+        for scope in (dict.fromkeys(gate_scopes) if m == "sparse" else ["block"]):
+            entries += [SweepEntry(m, b if m in BUDGETED else None, scope) for b in (budgets if m in BUDGETED else [None])]
+    return entries
 
 
 def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epochs: int, image_size: int,
               runs: int = 200, seed: int = 0, force: bool = False, resume: bool = False,
-              log: Callable[[str], None] = print, backbone: dict | None = None) -> dict:
+              log: Callable[[str], None] = print, backbone: dict | None = None,
+              gate_scopes: list[str] = ("block",)) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
@@ -55,8 +69,11 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     from .export.bundle import export_run
     from .plot import plot_tradeoff
 
-    entries = plan(modes, budgets)
+    entries = plan(modes, budgets, gate_scopes)
     backbone = backbone or {}
+    if "exit" in gate_scopes and "sparse" in modes and backbone.get("backbone", "efficientnet_lite0") != "efficientnet_lite0":
+        raise UserError("--gate-scopes exit (early exits) is built for EfficientNet-Lite0 only; "
+                        "sweep other backbones with --gate-scopes block or adapter")
     check_data(data, GatedAdapterConfig(image_size=image_size, **backbone))  # before the sweep folder exists
     out = Path(out)
     if not resume:
@@ -71,7 +88,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             trained.append((entry, run_dir, bundle_dir, metrics))
             continue
         log(f"[{k}/{len(entries)}] {entry.name}: training...")
-        config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5, **backbone)
+        config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
+                                    gate_scope=entry.gate_scope, **backbone)
         opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed)
         metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None)
@@ -95,7 +113,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
 
 def _training_figures(entry: SweepEntry, run_dir: Path, metrics: dict) -> dict:
     """What the sweep adds to the bundle's measured row: its budget, compute and training cost."""
-    return {"budget": entry.budget, "compute_fraction": metrics["compute_fraction"],
+    return {"budget": entry.budget, "gate_scope": entry.gate_scope if entry.mode == "sparse" else None,
+            "compute_fraction": metrics["compute_fraction"],
             "mac_saving": metrics["mac_saving"], "trainable_parameters": metrics["trainable_parameters"],
             "training_seconds": metrics["train_seconds"], "run": str(run_dir)}
 
@@ -126,10 +145,10 @@ def summarize(rows: list[dict]) -> dict:
 
 def format_sweep(result: dict) -> str:
     """The sweep table for people."""
-    lines = [f"{'name':18}{'acc':>7}{'F1':>7}{'p50 ms':>9}{'p90 ms':>9}{'saving':>10}{'params':>12}{'train s':>9}  pareto"]
+    lines = [f"{'name':20}{'acc':>7}{'F1':>7}{'p50 ms':>9}{'p90 ms':>9}{'saving':>10}{'params':>12}{'train s':>9}  pareto"]
     for r in result["entries"]:
         vs = f"{r['saving_vs_dense'] * 100:.0f}%" if r['saving_vs_dense'] is not None else "-"
-        lines.append(f"{r['name']:18}{r['accuracy']:7.3f}{r['macro_f1']:7.3f}{r['latency_ms']['p50']:9.2f}"
+        lines.append(f"{r['name']:20}{r['accuracy']:7.3f}{r['macro_f1']:7.3f}{r['latency_ms']['p50']:9.2f}"
                      f"{r['latency_ms']['p90']:9.2f}{vs:>10}{r['trainable_parameters']:>12,}{r['training_seconds']:9.0f}"
                      f"  {'*' if r['pareto'] else ''}")
     s = result["summary"]

@@ -54,9 +54,6 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
         model.freeze_gates({site_of[name]: state == "always runs" for name, state in frozen.items()})
         log(f"static gates without If: {', '.join(f'{k} {v}' for k, v in frozen.items())}")
     gated = bool(model.gate_names)  # False for the baselines, and for a sparse run whose gates all froze
-    if device is not None and kind != "image":
-        raise UserError(f"--device is not yet supported for {kind} bundles; export without it and run "
-                        "'edgeadapt bench BUNDLE --device NAME' for the verdict")
     if device is not None and not gated:
         raise UserError(f"{run_dir} is a {config.mode} baseline without gates: --device has no thresholds to "
                         "choose; export without it and check the device with 'edgeadapt bench --device'")
@@ -114,7 +111,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "files": {name: sha256_file(tmp / name) for name in files},
         }
         if device is not None:
-            fit = fit_to_device(tmp / MODEL, manifest, arrays["images"][keep], device, log)
+            fit = fit_to_device(tmp / MODEL, manifest, arrays[sample_key][keep], device, log)
             thr = np.full(len(model.gate_names), fit["chosen"]["threshold"], np.float32)
             set_threshold_default(proto, thr)
             onnx.save(proto, str(tmp / MODEL))

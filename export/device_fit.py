@@ -22,9 +22,11 @@ RUNS_PER_ROW = 40
 WARMUP = 3
 
 
-def fit_to_device(model_path: Path, manifest: dict, images: np.ndarray, profile: DeviceProfile,
+def fit_to_device(model_path: Path, manifest: dict, samples: np.ndarray, profile: DeviceProfile,
                   log: Callable[[str], None]) -> dict:
-    """The chosen table row with its measured latency; raises when no threshold fits the budget."""
+    """The chosen table row with its measured latency; raises when no threshold fits the budget.
+
+    ``samples``: the bundle's stored inputs of its kind (uint8 images, float array rows or texts)."""
     rt = Runtime(Bundle(model_path.parent, manifest), threads=profile.runtime.threads,
                  providers=list(profile.runtime.execution_providers))
     pct, budget = profile.budgets.latency_percentile, profile.budgets.latency_ms
@@ -32,7 +34,7 @@ def fit_to_device(model_path: Path, manifest: dict, images: np.ndarray, profile:
     log(f"timing {len(rows)} threshold settings on this host for {profile.name} "
         f"(p{pct:g} budget {budget:g} ms, {rt.provider})...")
     settings = {k: (rt, np.full(len(manifest["gates"]), row["threshold"], np.float32)) for k, row in enumerate(rows)}
-    times = time_interleaved(settings, images, RUNS_PER_ROW, WARMUP)  # rows interleaved: drift hits all alike
+    times = time_interleaved(settings, samples, RUNS_PER_ROW, WARMUP)  # rows interleaved: drift hits all alike
     measured = [{**row, "expected_latency_ms": float(np.percentile(times[k], pct))} for k, row in enumerate(rows)]
     fitting = [r for r in measured if r["expected_latency_ms"] <= budget]
     if not fitting:

@@ -13,6 +13,7 @@ from conftest import run_cli
 from edgeadapt.export.bundle import export_run
 from edgeadapt.export.onnx_graph import count_if_nodes
 from edgeadapt.runtime import Runtime
+from edgeadapt.runtime.devices import load_profile
 from sensor_backbone import vibration_windows
 
 from edgeadapt.adapters import GatedAdapterConfig, create_model
@@ -118,3 +119,17 @@ def test_bad_npz_is_one_line(tmp_path: Path, arrays: dict, message: str) -> None
                   "--blocks", "stage?.*", env=env)
     assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_export_for_a_device_times_the_stored_rows(sensor: dict, tmp_path: Path) -> None:
+    from test_bench_device import write_profile
+
+    profile = write_profile(tmp_path / "roomy.toml", latency_ms=10_000)
+    manifest = export_run(sensor["run"], tmp_path / "bundle", device=load_profile(profile), log=lambda m: None)
+    fit = manifest["device_fit"]
+    assert fit["device"] == "roomy" and len(fit["measured"]) >= 2
+    assert all(r["expected_latency_ms"] > 0 for r in fit["measured"])
+    assert fit["chosen"]["heldout_accuracy"] == max(r["heldout_accuracy"] for r in fit["measured"])
+    assert all(g["threshold"] == pytest.approx(fit["chosen"]["threshold"]) for g in manifest["gates"])
+    logits, _ = Runtime(tmp_path / "bundle", threads=1).infer(vibration_windows(per_class=2, seed=3)[0])
+    assert logits.shape == (6, 3)

@@ -93,6 +93,9 @@ def test_check_parity_reports_every_case(trained: Trained, trained_model, x: np.
     report = check_parity(trained_model, str(trained.bundle / "model.onnx"), {"input": x[:4]})
     assert set(report) == {"deployed", "all_open", "all_closed", "mixed"}
     assert all(0.0 <= v <= TOL for v in report.values())
+    # the float64 reference is temporary: the model goes on to the budget table in float32
+    assert {p.dtype for p in trained_model.parameters()} == {torch.float32}
+    assert trained_model.thresholds.dtype == torch.float32
 
 
 def test_onnx_is_batch_independent(session: ort.InferenceSession, trained_model, x: np.ndarray) -> None:

@@ -9,19 +9,21 @@ from pathlib import Path
 import onnx
 import pytest
 from conftest import IMAGE_SIZE, Trained, run_cli
+from edgeadapt.export.onnx_graph import count_if_nodes
 from edgeadapt.runtime.metrics import pareto_front
 from PIL import Image
 
 pytestmark = pytest.mark.slow
 
-NAMES = ["linear-probe", "dense", "static@0.5", "sparse@0.5", "full"]
+NAMES = ["linear-probe", "dense", "static@0.5", "sparse@0.5", "sparse-exit@0.5", "full"]
+GATES = {"sparse@0.5": 9, "sparse-exit@0.5": 3}  # nine residual blocks; three early exits on Lite0
 
 
 @pytest.fixture(scope="module")
 def sweep(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sweep") / "sweep"
     proc = run_cli("sweep", "--data", trained.data, "--out", out, "--budgets", "0.5", "--epochs", "1",
-                   "--image-size", IMAGE_SIZE, "--runs", "10", timeout=900)
+                   "--gate-scopes", "block,exit", "--image-size", IMAGE_SIZE, "--runs", "10", timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert "fastest sparse within 1 point of dense" in proc.stdout or "no sparse model is within" in proc.stdout
     return out
@@ -42,6 +44,7 @@ def test_sweep_json_has_every_mode_and_its_figures(result: dict) -> None:
     dense = rows[NAMES.index("dense")]
     for r in rows:
         assert r["saving_vs_dense"] == pytest.approx(1 - r["latency_ms"]["p50"] / dense["latency_ms"]["p50"])
+    assert [r["gate_scope"] for r in rows] == [None, None, None, "block", "exit", None]
     params = {r["name"]: r["trainable_parameters"] for r in rows}
     assert params["linear-probe"] < params["dense"] == params["static@0.5"] < params["sparse@0.5"] < params["full"]
     assert [r["pareto"] for r in rows] == pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])
@@ -58,9 +61,11 @@ def test_baseline_bundles_have_no_if_and_only_logits(sweep: Path) -> None:
         proto = onnx.load(str(sweep / "bundles" / name / "model.onnx"))
         ifs = sum(n.op_type == "If" for n in proto.graph.node)
         manifest = json.loads((sweep / "bundles" / name / "manifest.json").read_text())
-        assert manifest["mode"] == name.split("@")[0]
-        if name.startswith("sparse"):
-            assert ifs == 9 and [o.name for o in proto.graph.output] == ["logits", "gates"]
+        assert manifest["mode"] == name.split("@")[0].split("-exit")[0]
+        if name in GATES:  # block gates side by side; exits nested, one If inside the other
+            assert len(manifest["gates"]) == GATES[name] == count_if_nodes(proto, nested=True)
+            assert ifs == (1 if "exit" in name else GATES[name])
+            assert [o.name for o in proto.graph.output] == ["logits", "gates"]
         else:
             assert ifs == 0 and [o.name for o in proto.graph.output] == ["logits"]
             assert [i.name for i in proto.graph.input] == ["input"] and manifest["gates"] == []
@@ -106,8 +111,8 @@ def test_every_bundle_runs_in_the_torch_free_runtime(sweep: Path) -> None:
     assert report["loaded"] == [] and report["compare"] == ["a", "b"]
     for name, path in zip(NAMES, paths):
         assert report[path]["p50"] > 0 and len(report[path]["labels"]) == 2
-        gated = name.startswith("sparse")
-        assert report[path]["gates"] == ([9, 9] if gated else [0, 0])
+        gated = name in GATES
+        assert report[path]["gates"] == [GATES.get(name, 0)] * 2
         assert (report[path]["saving"] is not None) == gated  # a saving against all-open only where gates exist
 
 
@@ -130,6 +135,7 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     (["--modes", "sparse,quantum"], "error: unknown mode(s) quantum; choose from sparse, dense, static, linear-probe, full"),
     (["--budgets", "0.5,half"], "error: --budgets must be a comma-separated list, got '0.5,half'"),
     (["--budgets", "1.5"], "error: --budgets must be fractions in (0, 1], got [1.5]"),
+    (["--gate-scopes", "block,everywhere"], "error: unknown gate scope(s) everywhere; choose from block, adapter, exit"),
     (["--data", "/nonexistent/parts"],
      "error: data folder /nonexistent/parts does not exist; pass a folder with one sub-folder per class"),
 ])
@@ -155,9 +161,10 @@ def test_resume_keeps_finished_entries(sweep: Path, trained: Trained, tmp_path: 
     shutil.rmtree(copy / "bundles" / "full")  # as if the sweep had stopped while exporting the last entry
     before = json.loads((copy / "runs" / "dense" / "metrics.json").read_text())
     proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--budgets", "0.5", "--epochs", "1",
-                   "--image-size", IMAGE_SIZE, "--runs", "3", "--resume", "--json", timeout=900)
+                   "--gate-scopes", "block,exit", "--image-size", IMAGE_SIZE, "--runs", "3", "--resume", "--json",
+                   timeout=900)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("kept from the earlier sweep") == 4 and "[5/5] full: training..." in proc.stderr
+    assert proc.stderr.count("kept from the earlier sweep") == 5 and "[6/6] full: training..." in proc.stderr
     result = json.loads(proc.stdout)
     assert [e["name"] for e in result["entries"]] == NAMES
     assert json.loads((copy / "runs" / "dense" / "metrics.json").read_text()) == before  # not retrained
@@ -173,3 +180,13 @@ def test_compare_never_replaces_a_file_without_force(sweep: Path, tmp_path: Path
     proc = run_cli("compare", a, b, "--runs", "2", "--json", out, "--force")
     assert proc.returncode == 0, proc.stderr
     assert [e["name"] for e in json.loads(out.read_text())["entries"]] == ["dense", "full"]
+
+
+def test_plan_trains_the_sparse_model_per_gate_scope_and_budget() -> None:
+    from edgeadapt.sweep import plan
+
+    names = [e.name for e in plan(["dense", "sparse", "static"], [0.25, 0.5], ["block", "exit", "block"])]
+    assert names == ["dense", "static@0.25", "static@0.5", "sparse@0.25", "sparse@0.5", "sparse-exit@0.25",
+                     "sparse-exit@0.5"]
+    scopes = {e.name: e.gate_scope for e in plan(["sparse", "static"], [0.5], ["adapter"])}
+    assert scopes == {"static@0.5": "block", "sparse-adapter@0.5": "adapter"}

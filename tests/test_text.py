@@ -255,3 +255,26 @@ def test_sweep_on_texts(tiny: TextRun, tmp_path: Path) -> None:
     assert result["backbone"] == "bert" and [e["name"] for e in result["entries"]] == ["dense", "sparse@0.5"]
     assert result["heldout_inputs"] == 9 and all(e["latency_ms"]["p50"] > 0 for e in result["entries"])
     assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 0
+
+
+def test_export_for_a_device_times_the_stored_texts(tiny: TextRun, tmp_path: Path) -> None:
+    from test_bench_device import write_profile
+
+    profile = write_profile(tmp_path / "roomy.toml", latency_ms=10_000)
+    res = run_cli("export", tiny.run, "--out", tmp_path / "bundle", "--device", profile)
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    fit = manifest["device_fit"]
+    assert fit["device"] == "roomy" and all(r["expected_latency_ms"] > 0 for r in fit["measured"])
+    assert all(g["threshold"] == pytest.approx(fit["chosen"]["threshold"]) for g in manifest["gates"])
+    report = _child(tmp_path / "bundle")
+    assert not report["torch_loaded"] and len(report["predict"]) == 3
+
+
+def test_sweep_refuses_exits_on_texts_before_training(tiny: TextRun, tmp_path: Path) -> None:
+    res = run_cli("sweep", "--data", tiny.csv, "--out", tmp_path / "sweep", "--backbone", "bert",
+                  "--backbone-dir", tiny.model_dir, "--gate-scopes", "block,exit")
+    assert res.returncode == 1 and res.stderr.strip() == (
+        "error: --gate-scopes exit (early exits) is built for EfficientNet-Lite0 only; "
+        "sweep other backbones with --gate-scopes block or adapter")
+    assert not (tmp_path / "sweep").exists()

@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-GATE_SCOPES = ("block", "adapter", "exit")
-# how an early exit decides: its own prediction's confidence (hard inputs go on), or a trained gate
-EXIT_RULES = ("confidence", "learned")
-# what trains and what runs; every mode but ``sparse`` is a baseline to compare the product against
-MODES = ("sparse", "dense", "static", "linear-probe", "full")
+from ..choices import EXIT_RULES, GATE_SCOPES, MODES
+
+__all__ = ["EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig"]
 
 
 @dataclass
