@@ -4,14 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .choices import model_kind
+
 MODE_COLOURS = {"sparse": "#d62728", "sparse-exit": "#ff7f0e", "sparse-adapter": "#e377c2", "dense": "#1f77b4",
                 "static": "#2ca02c", "linear-probe": "#7f7f7f", "full": "#9467bd"}
-
-
-def _kind(entry: dict) -> str:
-    """The legend group: the mode, with the gate scope for sparse models gated other than by block."""
-    scope = entry.get("gate_scope")
-    return f"sparse-{scope}" if entry["mode"] == "sparse" and scope not in (None, "block") else entry["mode"]
 
 
 def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
@@ -23,7 +19,7 @@ def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     for mode, colour in MODE_COLOURS.items():
-        pts = [e for e in entries if _kind(e) == mode]
+        pts = [e for e in entries if model_kind(e["mode"], e.get("gate_scope")) == mode]
         if pts:
             ax.scatter([e["latency_ms"]["p50"] for e in pts], [e["accuracy"] * 100 for e in pts], s=42,
                        color=colour, label=mode, zorder=3)

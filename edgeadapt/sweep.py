@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig
+from .choices import model_kind
 from .errors import UserError
 from .rundir import RunDir, prepare_output, write_json
 from .runtime.compare import measure_bundles
@@ -29,8 +30,8 @@ class SweepEntry:
     @property
     def name(self) -> str:
         """``sparse@0.5`` for block gates (the default scope), ``sparse-exit@0.5`` for another scope."""
-        mode = self.mode if self.mode != "sparse" or self.gate_scope == "block" else f"sparse-{self.gate_scope}"
-        return mode if self.budget is None else f"{mode}@{self.budget:g}"
+        kind = model_kind(self.mode, self.gate_scope)
+        return kind if self.budget is None else f"{kind}@{self.budget:g}"
 
 
 def plan(modes: list[str], budgets: list[float], gate_scopes: list[str] = ("block",)) -> list[SweepEntry]:
