@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .choices import EXIT_RULES, GATE_SCOPES, MODES
+from .choices import DEFAULT_EPOCHS, EXIT_RULES, GATE_SCOPES, MODES
 from .errors import UserError
 
 EXIT_ERROR = 1  # bad input or state; click uses 2 for usage mistakes
@@ -82,21 +82,28 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--exit-rule", default="confidence", show_default=True, type=click.Choice(EXIT_RULES),
               help="Gate scope exit: leave when the exit's prediction is confident enough (hard inputs go "
                    "deeper), or let a trained gate decide.")
-@click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
               help="Peak learning rate [default: 1e-2; 1e-4 for --mode full].")
-@click.option("--open-weight", default=0.0, show_default=True, type=click.FloatRange(0.0),
-              help="Also train the network with every gate open, at this loss weight (see docs/gating.md).")
+@click.option("--open-weight", default=0.3, show_default=True, type=click.FloatRange(0.0),
+              help="Also train the network with every gate open, at this loss weight, so that opening gates at run "
+                   "time never costs accuracy (0: off, faster; see docs/gating.md).")
+@click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0.0, 0.5, max_open=True),
+              help="Label smoothing of every cross-entropy term.")
 @click.option("--experts", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Adapters per site; above 1 a router picks --top-k of them per input (one If per expert).")
 @click.option("--top-k", default=1, show_default=True, type=click.IntRange(1, 64), help="Experts each input runs.")
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Held-out fraction.")
+@click.option("--calibration", "calibration_fraction", default=0.1, show_default=True, type=click.FloatRange(0.0, 0.5),
+              help="Fraction of the training split kept out of training to calibrate gate thresholds on (0: "
+                   "calibrate on training inputs).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, gate_scope, exit_rule, epochs,
-          image_size, lr, open_weight, experts, top_k, holdout, seed, force, as_json) -> None:
+          image_size, lr, open_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
+          as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
     _need_training_extra()
@@ -109,7 +116,8 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, b
                                     **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight)
+    opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight,
+                        label_smoothing=label_smoothing, calibration_fraction=calibration_fraction)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
@@ -257,7 +265,7 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--gate-scopes", default="block", show_default=True,
               help=f"Gate scopes for the sparse model, comma-separated from {', '.join(GATE_SCOPES)}; "
                    "each is trained at every budget (sparse@B for block, sparse-exit@B for exit).")
-@click.option("--epochs", default=16, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1), help="Timed runs per bundle.")
 @click.option("--seed", default=0, show_default=True, type=int)

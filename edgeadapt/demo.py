@@ -6,13 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .adapters import GatedAdapterConfig
+from .choices import DEFAULT_EPOCHS
 from .data.synthetic import CLASSES, write_dataset
 from .errors import UserError
 from .train import TrainOptions, run_training
 
 PER_CLASS = 120
 IMAGE_SIZE = 128
-EPOCHS = 16
+EPOCHS = DEFAULT_EPOCHS
 BENCH_RUNS = 300
 SEED = 0
 

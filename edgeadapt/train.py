@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from .adapters import GatedAdapterConfig
 from .adapters.base import OPEN_ALL, GatedModel
-from .cost import count_macs
+from .choices import DEFAULT_EPOCHS
+from .cost import count_macs, count_work
 from .distributed import Group, join_from_env
 from .runtime.metrics import macro_f1
 from .runtime.preprocess import normalize
@@ -25,17 +26,19 @@ Log = Callable[[str], None]
 class TrainOptions:
     """Knobs of one training run (the command line's flags)."""
 
-    epochs: int = 16
+    epochs: int = DEFAULT_EPOCHS
     batch_size: int = 32
     lr: float = 1e-2
     weight_decay: float = 1e-4
     budget_weight: float = 8.0
     temperature: tuple[float, float] = (1.0, 0.3)
     seed: int = 0
-    calibration_samples: int = 160
-    open_weight: float = 0.0  # weight of an every-gate-open loss (keeps the full network valid; doubles step cost)
+    calibration_fraction: float = 0.1  # of the training split, kept out of training for threshold calibration
+    calibration_samples: int = 160  # at most this many of them are used
+    open_weight: float = 0.3  # weight of an every-gate-open loss (keeps the full network valid; ~1.6x step cost)
     balance_weight: float = 0.01  # adapter banks: pull toward every expert being used
     exit_weight: float = 0.5  # early exits: each exit's own cross-entropy (deep supervision)
+    label_smoothing: float = 0.1  # every cross-entropy term: bounded logits, less over-confident gates and exits
 
 
 def default_lr(mode: str) -> float:
@@ -46,15 +49,25 @@ def default_lr(mode: str) -> float:
 
 @dataclass
 class GateCosts:
-    """MACs of each adapter site's block and adapter, and of the whole network with every gate open."""
+    """MACs of each adapter site's block and adapter, and of the whole network with every gate open; and each
+    branch's memory traffic in MAC-equivalents (``cost.count_work``; runs from before it was counted have none)."""
 
     block_macs: list[int]
     adapter_macs: list[int]
     total_macs: int
     exit_macs: list[int] = field(default_factory=list)  # exit scope: what going on past each exit costs
+    block_traffic: list[int] = field(default_factory=list)
+    adapter_traffic: list[int] = field(default_factory=list)
+    exit_traffic: list[int] = field(default_factory=list)
+
+    def macs_for(self, scope: str) -> list[int]:
+        return {"block": self.block_macs, "adapter": self.adapter_macs, "exit": self.exit_macs}[scope]
 
     def for_scope(self, scope: str) -> list[int]:
-        return {"block": self.block_macs, "adapter": self.adapter_macs, "exit": self.exit_macs}[scope]
+        """What each gate's branch costs in budget units: MACs plus memory traffic (MACs alone for older runs)."""
+        macs = self.macs_for(scope)
+        traffic = {"block": self.block_traffic, "adapter": self.adapter_traffic, "exit": self.exit_traffic}[scope]
+        return [m + t for m, t in zip(macs, traffic)] if traffic else list(macs)
 
 
 def measure_costs(model: GatedModel) -> GateCosts:
@@ -73,16 +86,20 @@ def measure_costs(model: GatedModel) -> GateCosts:
         model.train(was_training)
     blocks = model.adapter_blocks()
     # a site is called as (x, threshold, *context): the block reads x and the context, the adapter x alone
+    block = [count_work(b.block, a[0], *a[2:]) for b, a in zip(blocks, calls)]
+    adapter = [count_work(b.adapter, a[0]) for b, a in zip(blocks, calls)]
+    exits = _exit_work(model, inputs)
     return GateCosts(
-        block_macs=[count_macs(b.block, a[0], *a[2:]) for b, a in zip(blocks, calls)],
-        adapter_macs=[count_macs(b.adapter, a[0]) for b, a in zip(blocks, calls)],
-        total_macs=count_macs(_AllOpen(model), *inputs),
-        exit_macs=_exit_macs(model, inputs),
+        block_macs=[m for m, _ in block], adapter_macs=[m for m, _ in adapter],
+        total_macs=count_macs(_AllOpen(model), *inputs), exit_macs=[m for m, _ in exits],
+        block_traffic=[t for _, t in block], adapter_traffic=[t for _, t in adapter],
+        exit_traffic=[t for _, t in exits],
     )
 
 
-def _exit_macs(model: GatedModel, inputs: tuple) -> list[int]:
-    """Per exit: MACs of everything after it (the next segment, its exit head, and at the end the final head)."""
+def _exit_work(model: GatedModel, inputs: tuple) -> list[tuple[int, int]]:
+    """Per exit: MACs and traffic of everything after it (the next segment, its exit head, and at the end the
+    final head)."""
     heads = getattr(model, "exit_heads", [])
     if not len(heads):
         return []
@@ -91,7 +108,7 @@ def _exit_macs(model: GatedModel, inputs: tuple) -> list[int]:
         h = model.run_segment(0, h)
         costs = []
         for j in range(len(heads)):
-            costs.append(count_macs(_Segment(model, j + 1), h))
+            costs.append(count_work(_Segment(model, j + 1), h))
             h = model.run_segment(j + 1, h)
     return costs
 
@@ -192,9 +209,9 @@ def calibrate(model: GatedModel, feats: torch.Tensor, costs: list[int], budget: 
 
 
 @torch.no_grad()
-def choose_static_blocks(model: GatedModel, feats: torch.Tensor, block_macs: list[int], budget: float) -> list[int]:
-    """Blocks the ``static`` baseline drops: least change of the frozen features per MAC saved, until the
-    dropped blocks hold ``1 - budget`` of the residual MACs (the compute the sparse model skips)."""
+def choose_static_blocks(model: GatedModel, feats: torch.Tensor, block_costs: list[int], budget: float) -> list[int]:
+    """Blocks the ``static`` baseline drops: least change of the frozen features per unit of cost saved, until
+    the dropped blocks hold ``1 - budget`` of the residual blocks' cost (what the sparse model skips)."""
     sites = model.adapter_blocks()
     reference = model.frozen_features(feats)
     drift = []
@@ -202,15 +219,21 @@ def choose_static_blocks(model: GatedModel, feats: torch.Tensor, block_macs: lis
         site.fixed = False
         drift.append(float(((model.frozen_features(feats) - reference).norm(dim=1) / reference.norm(dim=1)).mean()))
         site.fixed = True
-    order = sorted(range(len(sites)), key=lambda k: drift[k] / block_macs[k])
+    order = sorted(range(len(sites)), key=lambda k: drift[k] / block_costs[k])
     residual = model.site_indices()
     closed, saved = [], 0
     for k in order:
-        if saved >= (1 - budget) * sum(block_macs):
+        if saved >= (1 - budget) * sum(block_costs):
             break
         closed.append(residual[k])
-        saved += block_macs[k]
+        saved += block_costs[k]
     return sorted(closed)
+
+
+def trains_open(config: GatedAdapterConfig) -> bool:
+    """Whether the every-gate-open loss means anything: not without gates (the same forward twice), and not for
+    confidence exits, whose training already runs every input to the final head."""
+    return config.has_gates and not (config.gate_scope == "exit" and config.exit_rule == "confidence")
 
 
 class _Step(torch.nn.Module):
@@ -244,7 +267,7 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
     c = torch.tensor(costs, dtype=torch.float32)
     c = c / c.sum().clamp_min(1)
     y = torch.from_numpy(targets)
-    step = _Step(model, bool(opts.open_weight))
+    step = _Step(model, bool(opts.open_weight) and trains_open(model.config))
     if group is not None:
         step = torch.nn.parallel.DistributedDataParallel(step)
     history = []
@@ -260,14 +283,14 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
                     continue
                 idx = group.share(idx)
             logits, p_open, open_logits = step(feats[idx])
-            loss = F.cross_entropy(logits, y[idx])
+            loss = F.cross_entropy(logits, y[idx], label_smoothing=opts.label_smoothing)
             frac = (p_open * c).sum(1).mean() if p_open.shape[1] else torch.tensor(1.0)
             if p_open.shape[1]:
                 loss = loss + opts.budget_weight * (frac - model.config.budget) ** 2
             if open_logits is not None:
-                loss = loss + opts.open_weight * F.cross_entropy(open_logits, y[idx])
+                loss = loss + opts.open_weight * F.cross_entropy(open_logits, y[idx], label_smoothing=opts.label_smoothing)
             loss = loss + opts.balance_weight * model.balance_loss()  # adapter banks only
-            loss = loss + opts.exit_weight * model.exit_loss(y[idx])  # early exits only
+            loss = loss + opts.exit_weight * model.exit_loss(y[idx], opts.label_smoothing)  # early exits only
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -305,6 +328,19 @@ def linear_probe(train_x: torch.Tensor, train_y: np.ndarray, held_x: torch.Tenso
         return float((head((held_x - mu) / sd).argmax(1).numpy() == held_y).mean())
 
 
+def calibration_split(train_idx: np.ndarray, targets: np.ndarray, opts: TrainOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(train, calibration) indices: thresholds are set on inputs training never saw, so compute on new inputs
+    meets the budget (on training inputs gates and exits are over-confident). Fraction 0: calibrate on training
+    inputs, the calibration indices then being a shuffled subset of the training ones."""
+    from .data.folder import stratified_split
+
+    if opts.calibration_fraction <= 0:
+        return train_idx, np.random.default_rng(opts.seed).permutation(train_idx)
+    keep, cal = stratified_split(targets[train_idx], opts.calibration_fraction, opts.seed + 1)
+    cal = train_idx[cal]
+    return train_idx[keep], cal[np.random.default_rng(opts.seed).permutation(len(cal))]
+
+
 def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts: TrainOptions,
                  holdout: float = 0.2, force: bool = False, log: Log = print,
                  progress_bar=None) -> dict:
@@ -330,6 +366,7 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
     config.labels, config.num_classes = data.labels, len(data.labels)
     log(f"data: {data.summary}")
     train_idx, held_idx = stratified_split(data.targets, holdout, opts.seed)
+    train_idx, cal_idx = calibration_split(train_idx, data.targets, opts)
     model = create_model(config)
     costs = measure_costs(model)
     norm = {"mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD)}
@@ -337,13 +374,13 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
         feats = cache_prefix(model, data.arrays, norm, step)
     f_train, f_held = feats[train_idx], feats[held_idx]
     y_train, y_held = data.targets[train_idx], data.targets[held_idx]
-    log(f"split: {len(train_idx)} train, {len(held_idx)} held out; mode {config.mode}, "
+    log(f"split: {len(train_idx)} train, {len(cal_idx)} calibration, {len(held_idx)} held out; mode {config.mode}, "
         + (f"gate scope {config.gate_scope}, budget {config.budget}" if config.has_gates else "no gates"))
-    calib = f_train[torch.randperm(len(f_train), generator=torch.Generator().manual_seed(opts.seed))[:opts.calibration_samples]]
+    calib = feats[cal_idx[:opts.calibration_samples]]
     if config.mode == "static":
-        model.set_static_closed(choose_static_blocks(model, calib, costs.block_macs, config.budget))
+        model.set_static_closed(choose_static_blocks(model, calib, costs.for_scope("block"), config.budget))
         log(f"static: blocks {', '.join(map(str, config.static_closed))} dropped for every input "
-            "(least feature change per MAC)")
+            "(least feature change per unit of cost saved)")
     probe = None
     if config.mode == "sparse":
         probe = linear_probe(model.frozen_features(f_train), y_train, model.frozen_features(f_held), y_held,
@@ -364,10 +401,10 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
         write_json(tmp / CONFIG, {
             "config": config.to_dict(),
             "normalization": norm,
-            "costs": {"block_macs": costs.block_macs, "adapter_macs": costs.adapter_macs,
-                      "total_macs": costs.total_macs, "exit_macs": costs.exit_macs},
+            "costs": asdict(costs),
             "train": {**opts.__dict__, "holdout_fraction": holdout, "data": str(data_dir),
-                      "n_train": int(len(train_idx)), "n_holdout": int(len(held_idx))},
+                      "n_train": int(len(train_idx)), "n_calibration": int(len(cal_idx)),
+                      "n_holdout": int(len(held_idx))},
         })
         write_json(tmp / METRICS, metrics)
         save_npz(tmp / HOLDOUT, targets=y_held, **{k: v[held_idx] for k, v in data.arrays.items()})
@@ -380,13 +417,12 @@ def _metrics(model: GatedModel, costs: GateCosts, deployed: dict, all_open: dict
              history: list[dict], seconds: float) -> dict:
     config = model.config
     if config.has_gates:
-        scope_costs = costs.for_scope(config.gate_scope)
-        frac = compute_fraction(deployed["gates"], scope_costs)
-        skipped = (1 - frac) * sum(scope_costs)
+        frac = compute_fraction(deployed["gates"], costs.for_scope(config.gate_scope))
+        skipped = float(((1 - deployed["gates"]) @ np.asarray(costs.macs_for(config.gate_scope), np.float64)).mean())
     else:  # the baselines: only the static one skips blocks, and the same ones for every input
-        closed = [b.fixed is False for b in model.adapter_blocks()]
-        skipped = sum(m for m, c in zip(costs.block_macs, closed) if c)
-        frac = 1 - skipped / sum(costs.block_macs) if costs.block_macs else 1.0
+        closed = np.array([b.fixed is False for b in model.adapter_blocks()], np.float64)
+        skipped = float(closed @ np.asarray(costs.block_macs, np.float64)) if len(closed) else 0.0
+        frac = 1 - compute_fraction(closed[None], costs.for_scope("block")) if len(closed) else 1.0
     return {
         "mode": config.mode,
         "heldout_accuracy": deployed["accuracy"],

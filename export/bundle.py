@@ -46,7 +46,9 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     kind = "text" if text else "array" if "inputs" in arrays else "image"
     norm = meta["normalization"]
     site_of = {gate_name(i): i for i in model.site_indices()}
-    all_costs = dict(zip(model.gate_names, GateCosts(**meta["costs"]).for_scope(config.gate_scope)))
+    gate_costs = GateCosts(**meta["costs"])
+    all_costs = dict(zip(model.gate_names, gate_costs.for_scope(config.gate_scope)))
+    all_macs = dict(zip(model.gate_names, gate_costs.macs_for(config.gate_scope)))
     if freeze_static and config.gate_scope == "exit":
         raise UserError("--freeze-static-gates applies to block and adapter gates, not to early exits")
     frozen = static_gates(metrics["gate_rates"]) if freeze_static else {}
@@ -97,8 +99,8 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "input": {"text": _text_input, "array": _array_input, "image": _image_input}[kind](config, norm),
             "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1] if gated else None},
             "gate_thresholds_input": THRESHOLDS if gated else None,
-            "gates": [{"name": name, "block": block, "threshold": float(t), "macs": int(c),
-                       "heldout_rate": float(metrics["gate_rates"][name])}
+            "gates": [{"name": name, "block": block, "threshold": float(t), "macs": int(all_macs[name]),
+                       "cost": int(c), "heldout_rate": float(metrics["gate_rates"][name])}
                       for name, block, t, c in zip(model.gate_names, config.gated_blocks,
                                                    model.thresholds.tolist(), scope_costs)],
             "total_macs_all_open": costs["total_macs"],

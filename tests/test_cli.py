@@ -103,7 +103,8 @@ def test_train_json_writes_a_run_folder(tmp_path: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["labels"] == ["dark", "light"]
     assert config["config"]["gate_scope"] == "adapter" and config["config"]["budget"] == 0.6
-    assert config["train"]["n_train"] == 8 and config["train"]["n_holdout"] == 2
+    # 5 images per class: 1 held out, 1 kept out of training to calibrate the thresholds on, 3 to train
+    assert (config["train"]["n_train"], config["train"]["n_calibration"], config["train"]["n_holdout"]) == (6, 2, 2)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 

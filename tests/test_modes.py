@@ -68,7 +68,7 @@ def test_dense_mode_equals_sparse_weights_with_every_gate_open() -> None:
 @pytest.mark.parametrize("budget", [0.25, 0.5, 0.75])
 def test_static_choice_drops_just_enough_compute(budget: float) -> None:
     model = _model("static").eval()
-    macs = measure_costs(model).block_macs
+    macs = measure_costs(model).for_scope("block")  # the budget's unit: MACs plus memory traffic
     feats = model.prefix(torch.randn(8, 3, 64, 64))
     closed = choose_static_blocks(model, feats, macs, budget)
     dropped = [macs[RESIDUAL.index(i)] for i in closed]

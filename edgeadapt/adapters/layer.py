@@ -223,14 +223,14 @@ class GatedBlock(nn.Module):
             return self._mix(x, sample_gate(margin, self.temperature), context), torch.sigmoid(margin)
         # every op here runs at every gate, open or closed, so the graph is kept to the few it needs
         any_open = margin.max() > 0
-        if self.scope == "block":
-            out = conditional(any_open, self._run_block, _keep, (x, margin, *context))
-            return out + self.adapter(x), margin
+        if self.scope == "block":  # the adapter's sum happens inside the branches: no copy of x when closed
+            return conditional(any_open, self._run_block, _skip_block, (x, self.adapter(x), margin, *context)), margin
         base = self.block(x, *context)
         return conditional(any_open, self._run_adapter, _keep_base, (base, x, margin)), margin
 
-    def _run_block(self, x: torch.Tensor, margin: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
-        return torch.where(_per_sample(margin, x) > 0, self.block(x, *context), x)
+    def _run_block(self, x: torch.Tensor, delta: torch.Tensor, margin: torch.Tensor,
+                   *context: torch.Tensor) -> torch.Tensor:
+        return torch.where(_per_sample(margin, x) > 0, self.block(x, *context), x) + delta
 
     def _run_adapter(self, base: torch.Tensor, x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
         return base + torch.where(_per_sample(margin, x) > 0, self.adapter(x), torch.zeros_like(base))
@@ -248,8 +248,8 @@ def _per_sample(margin: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return margin[(slice(None), slice(None)) + (None,) * (x.dim() - 2)]
 
 
-def _keep(x: torch.Tensor, margin: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
-    return x.clone()
+def _skip_block(x: torch.Tensor, delta: torch.Tensor, margin: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
+    return x + delta
 
 
 def _keep_base(base: torch.Tensor, x: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:

@@ -159,12 +159,12 @@ class GatedAdapterModel(GatedModel):
         logits, rest = out
         return logits, torch.cat([margin, rest], dim=1)
 
-    def exit_loss(self, targets: torch.Tensor) -> torch.Tensor:
+    def exit_loss(self, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         """Mean cross-entropy of every exit's prediction, so exits learn whether or not inputs leave there."""
         exits = getattr(self, "_exit_logits", [])
         if not exits:
             return torch.zeros(())
-        return sum(F.cross_entropy(e, targets) for e in exits) / len(exits)
+        return sum(F.cross_entropy(e, targets, label_smoothing=label_smoothing) for e in exits) / len(exits)
 
     def set_temperature(self, t: float) -> None:
         super().set_temperature(t)
