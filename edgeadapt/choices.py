@@ -5,11 +5,10 @@ GATE_SCOPES = ("block", "adapter", "exit")
 EXIT_RULES = ("confidence", "learned")
 # what trains and what runs; every mode but ``sparse`` is a baseline to compare the product against
 MODES = ("sparse", "dense", "static", "linear-probe", "full")
+DEFAULT_EPOCHS = 24  # at 16 the demo data was still under-fitted (training accuracy 0.83-0.95 at the last epoch)
 
 
 def model_kind(mode: str, gate_scope: str | None) -> str:
     """How sweeps name and plots group a model: the mode, plus the gate scope for sparse models gated other
     than by block (``sparse-exit``, ``sparse-adapter``)."""
     return f"{mode}-{gate_scope}" if mode == "sparse" and gate_scope not in (None, "block") else mode
-
-DEFAULT_EPOCHS = 24  # at 16 the demo data was still under-fitted (training accuracy 0.83-0.95 at the last epoch)

@@ -61,12 +61,11 @@ class GateCosts:
     exit_traffic: list[int] = field(default_factory=list)
 
     def macs_for(self, scope: str) -> list[int]:
-        return {"block": self.block_macs, "adapter": self.adapter_macs, "exit": self.exit_macs}[scope]
+        return getattr(self, f"{scope}_macs")
 
     def for_scope(self, scope: str) -> list[int]:
         """What each gate's branch costs in budget units: MACs plus memory traffic (MACs alone for older runs)."""
-        macs = self.macs_for(scope)
-        traffic = {"block": self.block_traffic, "adapter": self.adapter_traffic, "exit": self.exit_traffic}[scope]
+        macs, traffic = self.macs_for(scope), getattr(self, f"{scope}_traffic")
         return [m + t for m, t in zip(macs, traffic)] if traffic else list(macs)
 
 
@@ -334,11 +333,11 @@ def calibration_split(train_idx: np.ndarray, targets: np.ndarray, opts: TrainOpt
     inputs, the calibration indices then being a shuffled subset of the training ones."""
     from .data.folder import stratified_split
 
-    if opts.calibration_fraction <= 0:
-        return train_idx, np.random.default_rng(opts.seed).permutation(train_idx)
-    keep, cal = stratified_split(targets[train_idx], opts.calibration_fraction, opts.seed + 1)
-    cal = train_idx[cal]
-    return train_idx[keep], cal[np.random.default_rng(opts.seed).permutation(len(cal))]
+    keep = cal = train_idx
+    if opts.calibration_fraction > 0:
+        kept, held = stratified_split(targets[train_idx], opts.calibration_fraction, opts.seed + 1)
+        keep, cal = train_idx[kept], train_idx[held]
+    return keep, np.random.default_rng(opts.seed).permutation(cal)
 
 
 def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts: TrainOptions,
@@ -417,12 +416,14 @@ def _metrics(model: GatedModel, costs: GateCosts, deployed: dict, all_open: dict
              history: list[dict], seconds: float) -> dict:
     config = model.config
     if config.has_gates:
-        frac = compute_fraction(deployed["gates"], costs.for_scope(config.gate_scope))
-        skipped = float(((1 - deployed["gates"]) @ np.asarray(costs.macs_for(config.gate_scope), np.float64)).mean())
+        ran, scope = deployed["gates"], config.gate_scope
     else:  # the baselines: only the static one skips blocks, and the same ones for every input
-        closed = np.array([b.fixed is False for b in model.adapter_blocks()], np.float64)
-        skipped = float(closed @ np.asarray(costs.block_macs, np.float64)) if len(closed) else 0.0
-        frac = 1 - compute_fraction(closed[None], costs.for_scope("block")) if len(closed) else 1.0
+        ran, scope = np.array([[b.fixed is not False for b in model.adapter_blocks()]], np.float64), "block"
+    frac, skipped = 1.0, 0.0
+    if ran.shape[1]:
+        macs = costs.macs_for(scope)
+        frac = compute_fraction(ran, costs.for_scope(scope))
+        skipped = (1 - compute_fraction(ran, macs)) * sum(macs)
     return {
         "mode": config.mode,
         "heldout_accuracy": deployed["accuracy"],
