@@ -89,6 +89,9 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--open-weight", default=0.3, show_default=True, type=click.FloatRange(0.0),
               help="Also train the network with every gate open, at this loss weight, so that opening gates at run "
                    "time never costs accuracy (0: off, faster; see docs/gating.md).")
+@click.option("--difficulty-weight", default=4.0, show_default=True, type=click.FloatRange(0.0),
+              help="Route more of the budget to inputs that gain most from every gate open and less to easy ones "
+                   "(needs --open-weight above 0; 0: off; see docs/gating.md).")
 @click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0.0, 0.5, max_open=True),
               help="Label smoothing of every cross-entropy term.")
 @click.option("--experts", default=1, show_default=True, type=click.IntRange(1, 64),
@@ -102,7 +105,7 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, gate_scope, exit_rule, epochs,
-          image_size, lr, open_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
+          image_size, lr, open_weight, difficulty_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
           as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
@@ -117,7 +120,7 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, b
     except ValueError as exc:
         raise UserError(str(exc)) from None
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight,
-                        label_smoothing=label_smoothing, calibration_fraction=calibration_fraction)
+                        difficulty_weight=difficulty_weight, label_smoothing=label_smoothing, calibration_fraction=calibration_fraction)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports

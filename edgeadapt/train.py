@@ -39,6 +39,9 @@ class TrainOptions:
     balance_weight: float = 0.01  # adapter banks: pull toward every expert being used
     exit_weight: float = 0.5  # early exits: each exit's own cross-entropy (deep supervision)
     label_smoothing: float = 0.1  # every cross-entropy term: bounded logits, less over-confident gates and exits
+    margin_weight: float = 0.1  # hinge on gate margins beyond ±gate_margin: keeps every gate's gradient alive
+    gate_margin: float = 3.0
+    difficulty_weight: float = 4.0  # more compute for inputs that gain most from it (needs the open loss)
 
 
 def default_lr(mode: str) -> float:
@@ -237,18 +240,31 @@ def trains_open(config: GatedAdapterConfig) -> bool:
 
 class _Step(torch.nn.Module):
     """One training forward as a module, so DistributedDataParallel can wrap it: logits, open probabilities,
-    and the logits with every gate open when that loss is on."""
+    the gate-margin loss of that forward, and the logits with every gate open when that loss is on."""
 
-    def __init__(self, model: GatedModel, open_all: bool):
+    def __init__(self, model: GatedModel, open_all: bool, gate_margin: float):
         super().__init__()
         self.model = model
         self.open_all = open_all
+        self.gate_margin = gate_margin
 
     def forward(self, feats: torch.Tensor):
         logits, p_open = self.model.suffix(feats)
+        margin = self.model.margin_loss(self.gate_margin)  # before the all-open forward replaces the margins
         if not self.open_all:
-            return logits, p_open, None
-        return logits, p_open, self.model.suffix(feats, torch.full_like(self.model.thresholds, OPEN_ALL))[0]
+            return logits, p_open, margin, None
+        return logits, p_open, margin, self.model.suffix(feats, torch.full_like(self.model.thresholds, OPEN_ALL))[0]
+
+
+def difficulty_loss(logits: torch.Tensor, open_logits: torch.Tensor, targets: torch.Tensor,
+                    spent: torch.Tensor) -> torch.Tensor:
+    """Rewards compute ``spent`` ``[N]`` on the inputs whose loss drops most when every gate opens, and penalises
+    it on the rest (ranks centred on zero, so the batch's mean compute, which the budget term holds, is untouched):
+    hard inputs go through more blocks, easy ones through fewer."""
+    with torch.no_grad():
+        gain = F.cross_entropy(logits, targets, reduction="none") - F.cross_entropy(open_logits, targets, reduction="none")
+        rank = gain.argsort().argsort().to(spent.dtype) / max(1, len(gain) - 1) - 0.5
+    return -(spent * rank).mean()
 
 
 def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, costs: list[int],
@@ -266,7 +282,7 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
     c = torch.tensor(costs, dtype=torch.float32)
     c = c / c.sum().clamp_min(1)
     y = torch.from_numpy(targets)
-    step = _Step(model, bool(opts.open_weight) and trains_open(model.config))
+    step = _Step(model, bool(opts.open_weight) and trains_open(model.config), opts.gate_margin)
     if group is not None:
         step = torch.nn.parallel.DistributedDataParallel(step)
     history = []
@@ -281,13 +297,17 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
                 if len(idx) < group.world:  # a process with no rows would miss the gradient exchange
                     continue
                 idx = group.share(idx)
-            logits, p_open, open_logits = step(feats[idx])
+            logits, p_open, margin, open_logits = step(feats[idx])
             loss = F.cross_entropy(logits, y[idx], label_smoothing=opts.label_smoothing)
-            frac = (p_open * c).sum(1).mean() if p_open.shape[1] else torch.tensor(1.0)
-            if p_open.shape[1]:
-                loss = loss + opts.budget_weight * (frac - model.config.budget) ** 2
+            gated = p_open.shape[1] > 0  # the baselines have no gates
+            spent = (p_open * c).sum(1) if gated else None  # expected fraction of gated compute, per input
+            frac = spent.mean() if gated else torch.tensor(1.0)
+            if gated:
+                loss = loss + opts.budget_weight * (frac - model.config.budget) ** 2 + opts.margin_weight * margin
             if open_logits is not None:
                 loss = loss + opts.open_weight * F.cross_entropy(open_logits, y[idx], label_smoothing=opts.label_smoothing)
+                if gated and opts.difficulty_weight:
+                    loss = loss + opts.difficulty_weight * difficulty_loss(logits, open_logits, y[idx], spent)
             loss = loss + opts.balance_weight * model.balance_loss()  # adapter banks only
             loss = loss + opts.exit_weight * model.exit_loss(y[idx], opts.label_smoothing)  # early exits only
             optim.zero_grad()

@@ -67,6 +67,14 @@ class GatedModel(nn.Module):
 
         return sum((m.balance for m in self.modules() if isinstance(m, AdapterBank)), torch.zeros(()))
 
+    def margin_loss(self, bound: float) -> torch.Tensor:
+        """Mean of how far the last training forward's gate margins lie beyond ``±bound``: a saturated sigmoid
+        passes no gradient, so without this a gate settles open or shut for every input (docs/gating.md)."""
+        margins = [b.margin for b in self.gated_blocks() if b.margin is not None]
+        if not margins:
+            return torch.zeros(())
+        return torch.relu(torch.cat(margins, dim=1).abs() - bound).mean()
+
     @property
     def gate_names(self) -> list[str]:
         return [gate_name(i) for i in self.config.gated_blocks]
@@ -112,6 +120,7 @@ class GatedModel(nn.Module):
         self.backbone.eval()
         for block in self.adapter_blocks():
             block.training = mode
+            block.margin = None  # holds the last training step's graph
             block.adapter.train(mode)
             if block.gate is not None:
                 block.gate.train(mode)

@@ -211,6 +211,7 @@ class GatedBlock(nn.Module):
         self.fixed = fixed  # None: the gate decides; True/False: the block always/never runs (baselines)
         self.gate = gate if fixed is None else None
         self.temperature = 1.0
+        self.margin: torch.Tensor | None = None  # training: the last forward's gate margin, for margin_loss
 
     def forward(self, x: torch.Tensor, threshold: torch.Tensor | None,
                 *context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -218,9 +219,11 @@ class GatedBlock(nn.Module):
         positive) in eval mode or the relaxed open probability while training."""
         if self.gate is None:
             return (self.block(x, *context) if self.fixed else x) + self.adapter(x), None
-        margin = self.gate(x, *context) - threshold
         if self.training:
-            return self._mix(x, sample_gate(margin, self.temperature), context), torch.sigmoid(margin)
+            # the gate reads a detached input: its losses decide where to route, they do not reshape the features
+            self.margin = self.gate(x.detach(), *context) - threshold
+            return self._mix(x, sample_gate(self.margin, self.temperature), context), torch.sigmoid(self.margin)
+        margin = self.gate(x, *context) - threshold
         # every op here runs at every gate, open or closed, so the graph is kept to the few it needs
         any_open = margin.max() > 0
         if self.scope == "block":  # the adapter's sum happens inside the branches: no copy of x when closed
