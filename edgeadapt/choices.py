@@ -5,6 +5,8 @@ GATE_SCOPES = ("block", "adapter", "exit")
 EXIT_RULES = ("confidence", "learned")
 # what trains and what runs; every mode but ``sparse`` is a baseline to compare the product against
 MODES = ("sparse", "dense", "static", "linear-probe", "full")
+# what calibration holds to the budget: the mean compute over inputs, or the median input's (what p50 latency sees)
+BUDGET_STATISTICS = ("mean", "median")
 DEFAULT_EPOCHS = 24  # at 16 the demo data was still under-fitted (training accuracy 0.83-0.95 at the last epoch)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .choices import DEFAULT_EPOCHS, EXIT_RULES, GATE_SCOPES, MODES
+from .choices import BUDGET_STATISTICS, DEFAULT_EPOCHS, EXIT_RULES, GATE_SCOPES, MODES
 from .errors import UserError
 
 EXIT_ERROR = 1  # bad input or state; click uses 2 for usage mistakes
@@ -76,6 +76,9 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
               help="sparse: gated adapters; the rest are baselines to compare with (docs/baselines.md).")
 @click.option("--budget", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
               help="Target fraction of gated compute that runs (static: of residual-block compute kept).")
+@click.option("--budget-statistic", default="mean", show_default=True, type=click.Choice(BUDGET_STATISTICS),
+              help="Calibrate thresholds so the mean compute over inputs meets --budget, or the median input's "
+                   "(p50 latency follows it; see docs/gating.md).")
 @click.option("--gate-scope", default="block", show_default=True, type=click.Choice(GATE_SCOPES),
               help="block: a closed gate skips the frozen block; adapter: it skips only the adapter; exit: early "
                    "exits after stages, a closed gate skips the rest of the network (EfficientNet-Lite0).")
@@ -104,7 +107,7 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, gate_scope, exit_rule, epochs,
+def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, budget_statistic, gate_scope, exit_rule, epochs,
           image_size, lr, open_weight, difficulty_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
           as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
@@ -115,7 +118,7 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, b
 
     try:
         config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
-                                    exit_rule=exit_rule, experts=experts, top_k=top_k,
+                                    budget_statistic=budget_statistic, exit_rule=exit_rule, experts=experts, top_k=top_k,
                                     **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -196,12 +199,15 @@ def run(bundle_dir, inputs, threads, budget, as_json) -> None:
               help=f"Measure for at least this many seconds [default: 0; with --device {DEVICE_MIN_SECONDS:g}].")
 @click.option("--budget", type=click.FloatRange(0.0, 1.0), default=None,
               help="Run at this fraction of gated compute (thresholds from the bundle's budget table).")
+@click.option("--spin-wait/--no-spin-wait", default=None,
+              help="Idle onnxruntime threads spin for the next operator (fastest) or sleep (for a CPU shared with "
+                   "other work) [default: the device's, else spin].")
 @click.option("--quick", is_flag=True, help=f"A quick look: {QUICK_RUNS} runs and no minimum duration.")
 @click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurement.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the result as JSON to this file ('-' for stdout).")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
-def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, budget, quick, no_cold_start,
+def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, budget, spin_wait, quick, no_cold_start,
           json_out, force) -> int:
     """Single-stream latency, throughput, memory, gate rates and saving against every gate open.
 
@@ -229,7 +235,7 @@ def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, bud
 
         result = run_bench(bundle_dir, data_dir, runs=runs, warmup=warmup, threads=threads,
                            measure_cold_start=not no_cold_start, progress=progress, device=profile,
-                           min_duration_s=min_duration, budget=budget)
+                           min_duration_s=min_duration, budget=budget, spin_wait=spin_wait)
     if json_out and str(json_out) == "-":
         click.echo(json.dumps(result, indent=2))
     else:
@@ -419,8 +425,9 @@ def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
         click.echo(f"held-out accuracy {metrics['heldout_accuracy']:.3f} with gates as deployed, "
                    f"{metrics['heldout_accuracy_all_open']:.3f} with every gate open, "
                    f"linear probe {metrics['linear_probe_accuracy']:.3f}")
-    click.echo(f"gated compute that runs {metrics['compute_fraction']:.2f}; MACs saved {metrics['mac_saving']:.1%}; "
-               f"wrote {out_dir}")
+    click.echo(f"gated compute that runs {metrics['compute_fraction']:.2f} on average, "
+               f"{metrics.get('compute_median', metrics['compute_fraction']):.2f} for the median input; "
+               f"MACs saved {metrics['mac_saving']:.1%}; wrote {out_dir}")
 
 
 def _progressbar(**kwargs):

@@ -186,17 +186,34 @@ def evaluate(model: GatedModel, feats: torch.Tensor, targets: np.ndarray,
             "gate_rates": gate.mean(0).tolist(), "gates": gate}
 
 
+def per_input_compute(gates: np.ndarray, costs: list[int]) -> np.ndarray:
+    """Cost-weighted fraction of gated compute that ran, one value per sample."""
+    c = np.asarray(costs, np.float64)
+    return gates @ c / c.sum()
+
+
 def compute_fraction(gates: np.ndarray, costs: list[int]) -> float:
     """Cost-weighted fraction of gated compute that ran, averaged over samples."""
-    c = np.asarray(costs, np.float64)
-    return float((gates @ c).mean() / c.sum())
+    return float(per_input_compute(gates, costs).mean())
 
 
-def calibrate(model: GatedModel, feats: torch.Tensor, costs: list[int], budget: float,
+def compute_median(gates: np.ndarray, costs: list[int]) -> float:
+    """The median sample's fraction of gated compute: what p50 latency follows."""
+    return float(np.median(per_input_compute(gates, costs)))
+
+
+BUDGET_MEASURES = {"mean": compute_fraction, "median": compute_median}
+
+
+def calibrate(model: GatedModel, feats: torch.Tensor, costs: list[int], budget: float, statistic: str = "mean",
               iters: int = 10) -> torch.Tensor:
-    """One offset for every gate threshold, found by bisection, so compute on ``feats`` meets the budget."""
+    """One offset for every gate threshold, found by bisection, so compute on ``feats`` meets the budget: the
+    mean over inputs, or the median input's (``statistic='median'``: p50 latency follows the budget)."""
+    measure = BUDGET_MEASURES[statistic]
+
     def frac(offset: float) -> float:
-        return compute_fraction(evaluate(model, feats, np.zeros(len(feats)), torch.full_like(model.thresholds, offset))["gates"], costs)
+        return measure(evaluate(model, feats, np.zeros(len(feats)), torch.full_like(model.thresholds, offset))["gates"],
+                       costs)
 
     lo, hi = -12.0, 12.0  # the highest offset opens fewest gates
     if frac(lo) <= budget:
@@ -407,7 +424,8 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
         log(f"baseline: linear probe on the frozen backbone scores {probe:.3f} held out")
     history = train_gated(model, f_train, y_train, costs.for_scope(config.gate_scope), opts, log, group)
     if config.has_gates:
-        model.thresholds.copy_(calibrate(model, calib, costs.for_scope(config.gate_scope), config.budget))
+        model.thresholds.copy_(calibrate(model, calib, costs.for_scope(config.gate_scope), config.budget,
+                                         config.budget_statistic))
     deployed = evaluate(model, f_held, y_held)
     all_open = evaluate(model, f_held, y_held, torch.full_like(model.thresholds, OPEN_ALL))
     metrics = _metrics(model, costs, deployed, all_open, probe, history, time.perf_counter() - started)
@@ -439,10 +457,12 @@ def _metrics(model: GatedModel, costs: GateCosts, deployed: dict, all_open: dict
         ran, scope = deployed["gates"], config.gate_scope
     else:  # the baselines: only the static one skips blocks, and the same ones for every input
         ran, scope = np.array([[b.fixed is not False for b in model.adapter_blocks()]], np.float64), "block"
-    frac, skipped = 1.0, 0.0
+    frac = median = 1.0
+    skipped = 0.0
     if ran.shape[1]:
         macs = costs.macs_for(scope)
         frac = compute_fraction(ran, costs.for_scope(scope))
+        median = compute_median(ran, costs.for_scope(scope))
         skipped = (1 - compute_fraction(ran, macs)) * sum(macs)
     return {
         "mode": config.mode,
@@ -452,6 +472,7 @@ def _metrics(model: GatedModel, costs: GateCosts, deployed: dict, all_open: dict
         "linear_probe_accuracy": probe,
         "gate_rates": dict(zip(model.gate_names, deployed["gate_rates"])),
         "compute_fraction": frac,
+        "compute_median": median,
         "mac_saving": skipped / costs.total_macs,
         "thresholds": model.thresholds.tolist(),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -10,7 +10,7 @@ import torch
 
 from ..adapters import GatedModel
 from ..adapters.model import CLOSE_ALL, OPEN_ALL
-from ..train import cache_prefix, compute_fraction, evaluate
+from ..train import cache_prefix, compute_fraction, compute_median, evaluate
 
 COARSE = np.arange(-12.0, 12.01, 1.0)
 MAX_STEP = 0.05    # refine until neighbouring rows differ by at most this much compute (or REFINE rounds)
@@ -19,7 +19,7 @@ REFINE = 4
 
 def budget_table(model: GatedModel, arrays: dict[str, np.ndarray], targets: np.ndarray, norm: dict,
                  costs: list[int]) -> list[dict]:
-    """One row per shared threshold: the compute fraction it gives and the accuracy it keeps.
+    """One row per shared threshold: the compute it gives (mean and median input) and the accuracy it keeps.
 
     A coarse grid, then midpoints wherever compute jumps, so steep regions get rows where they matter.
     """
@@ -30,6 +30,7 @@ def budget_table(model: GatedModel, arrays: dict[str, np.ndarray], targets: np.n
         if off not in rows:
             ev = evaluate(model, feats, targets, torch.full_like(model.thresholds, off))
             rows[off] = {"threshold": off, "compute_fraction": round(compute_fraction(ev["gates"], costs), 6),
+                         "compute_median": round(compute_median(ev["gates"], costs), 6),
                          "heldout_accuracy": round(ev["accuracy"], 6)}
 
     for off in [OPEN_ALL, *COARSE.tolist(), round(float(model.thresholds[0]), 6), CLOSE_ALL]:

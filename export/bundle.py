@@ -95,6 +95,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "gate_scope": config.gate_scope,
             "adapters": {"experts": config.experts, "top_k": config.top_k},
             "budget": config.budget,
+            "budget_statistic": config.budget_statistic,
             "labels": config.labels,
             "input": {"text": _text_input, "array": _array_input, "image": _image_input}[kind](config, norm),
             "outputs": {"logits": OUTPUTS[0], "gates": OUTPUTS[1] if gated else None},
@@ -108,7 +109,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "parity_max_abs_diff": parity,
             "budget_table": table,
             "metrics": {k: metrics.get(k) for k in ("heldout_accuracy", "heldout_macro_f1", "heldout_accuracy_all_open",
-                                                     "linear_probe_accuracy", "compute_fraction", "mac_saving",
+                                                     "linear_probe_accuracy", "compute_fraction", "compute_median", "mac_saving",
                                                      "trainable_parameters")},
             "files": {name: sha256_file(tmp / name) for name in files},
         }

@@ -26,7 +26,8 @@ import json, sys, time
 t0 = time.perf_counter()
 from edgeadapt.runtime import Runtime
 t1 = time.perf_counter()
-rt = Runtime(sys.argv[1], threads=int(sys.argv[2]) or None, providers=json.loads(sys.argv[3]))
+rt = Runtime(sys.argv[1], threads=int(sys.argv[2]) or None, providers=json.loads(sys.argv[3]),
+             spin_wait=sys.argv[4] == "1")
 print(json.dumps({"import_ms": (t1 - t0) * 1e3, "session_ms": rt.session_ms, "first_inference_ms": rt.first_inference_ms}))
 """
 
@@ -38,21 +39,53 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
             "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
-def time_interleaved(settings: dict[str, tuple[Runtime, np.ndarray | None]], images: np.ndarray, runs: int,
-                     warmup: int = 10) -> dict[str, list[float]]:
-    """Each input goes through every setting (a runtime and its gate thresholds, None for the default) in turn,
-    so drift on a busy machine hits all of them alike; ms per call after ``warmup`` rounds."""
-    prepared: dict[int, np.ndarray] = {}
-    for rt, _ in settings.values():
-        prepared.setdefault(id(rt), rt.prepare(images))
+SESSION_TURN = 20  # inputs a session runs before the next takes its turn (time_interleaved)
+
+Setting = tuple[Runtime, "np.ndarray | None"]  # a runtime and its gate thresholds (None: its default)
+
+
+def time_interleaved(settings: dict[str, Setting], images: np.ndarray, runs: int, warmup: int = 10,
+                     min_duration_s: float = 0.0, record: Callable[[str, int, tuple], None] | None = None,
+                     progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """ms per call of every setting on the same inputs, after ``warmup`` inputs per session.
+
+    Settings of one runtime run input by input in turn, so drift on a busy machine hits them alike. Separate
+    runtimes (sessions) take turns of SESSION_TURN inputs, each turn opened by one untimed round: switching
+    sessions on every call would time each with the other's weights in the caches. Runs until every setting has
+    ``runs`` calls and ``min_duration_s`` has passed; ``record(name, i, outputs)`` sees every timed call and
+    ``progress(1)`` every input done, up to ``runs``.
+    """
+    groups: dict[int, list[str]] = {}
+    for name, (rt, _) in settings.items():
+        groups.setdefault(id(rt), []).append(name)
+    prepared = {key: settings[names[0]][0].prepare(images) for key, names in groups.items()}
+    for key, names in groups.items():
+        for i in range(warmup):
+            for name in names:
+                rt, thr = settings[name]
+                rt.infer(rt.one(prepared[key], i % len(images)), thr)
     times: dict[str, list[float]] = {name: [] for name in settings}
-    for i in range(warmup + runs):
-        for name, (rt, thr) in settings.items():
-            x = rt.one(prepared[id(rt)], i % len(images))
-            t = time.perf_counter()
-            rt.infer(x, thr)
-            if i >= warmup:
-                times[name].append((time.perf_counter() - t) * 1e3)
+    last = list(groups)[-1]  # an input counts as done once the last session has timed it
+    started, done = time.perf_counter(), 0
+    while done < runs or time.perf_counter() - started < min_duration_s:
+        turn = range(done, done + (min(SESSION_TURN, runs - done) if done < runs else SESSION_TURN))
+        for key, names in groups.items():
+            if len(groups) > 1:  # one untimed round: this session's threads and caches were the other's
+                for name in names:
+                    rt, thr = settings[name]
+                    rt.infer(rt.one(prepared[key], turn[0] % len(images)), thr)
+            for i in turn:
+                for name in names:
+                    rt, thr = settings[name]
+                    x = rt.one(prepared[key], i % len(images))
+                    t = time.perf_counter()
+                    out = rt.infer(x, thr)
+                    times[name].append((time.perf_counter() - t) * 1e3)
+                    if record:
+                        record(name, i, out)
+                if progress and key == last and i < runs:
+                    progress(1)
+        done += len(turn)
     return times
 
 
@@ -62,11 +95,12 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def cold_start(bundle_dir: Path, threads: int, providers: list[str]) -> dict[str, float]:
+def cold_start(bundle_dir: Path, threads: int, providers: list[str], spin_wait: bool = True) -> dict[str, float]:
     """A fresh interpreter: import, session, first inference; wall time seen from outside included."""
     started = time.perf_counter()
     # run from a neutral folder: ``python -c`` puts the working folder first on sys.path
-    args = [sys.executable, "-c", COLD_START_SNIPPET, str(Path(bundle_dir).resolve()), str(threads or 0), json.dumps(providers)]
+    args = [sys.executable, "-c", COLD_START_SNIPPET, str(Path(bundle_dir).resolve()), str(threads or 0),
+            json.dumps(providers), "1" if spin_wait else "0"]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
     wall = (time.perf_counter() - started) * 1e3
     if proc.returncode != 0:
@@ -127,11 +161,11 @@ def _load_arrays(rt: Runtime, path: Path) -> tuple[np.ndarray, np.ndarray | None
 def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmup: int = 10,
               threads: int | None = None, measure_cold_start: bool = True,
               progress: Callable[[int], None] | None = None, device: DeviceProfile | None = None,
-              min_duration_s: float = 0.0, budget: float | None = None) -> dict:
+              min_duration_s: float = 0.0, budget: float | None = None, spin_wait: bool | None = None) -> dict:
     """Gated and all-open runs interleaved one to one, so machine noise hits both alike.
 
     Measures at least ``runs`` queries and for at least ``min_duration_s`` (MLPerf single-stream style);
-    with a ``device`` its threads and providers are used and every budget gets a verdict.
+    with a ``device`` its threads, providers and spin-waiting are used and every budget gets a verdict.
     """
     if runs < 1:
         raise UserError("--runs must be at least 1")
@@ -140,41 +174,34 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     threads = threads or (device.runtime.threads if device else None)
     providers = list(device.runtime.execution_providers) if device else ["CPUExecutionProvider"]
     graph = device.runtime.graph if device else "gated"
-    rt = Runtime(bundle, threads=threads, providers=providers, budget=budget, graph=graph)
-    gated = rt if graph == "gated" else Runtime(bundle, threads=threads, providers=providers, budget=budget)
+    if spin_wait is None:
+        spin_wait = device.runtime.spin_wait if device else True
+    settings = {"threads": threads, "providers": providers, "budget": budget, "spin_wait": spin_wait}
+    rt = Runtime(bundle, graph=graph, **settings)
+    gated = rt if graph == "gated" else Runtime(bundle, **settings)
     # the graph without If is timed beside the gated one; when it is the measured graph, it is rt itself
-    dense = (Runtime(bundle, threads=threads, providers=providers, budget=budget, graph="dense")
+    dense = (Runtime(bundle, graph="dense", **settings)
              if graph == "gated" and bundle.has_gates and (bundle.root / DENSE).exists() else None)
     images, targets = load_inputs(rt, data)
     xs = rt.prepare(images)
-    # every setting is timed on the same input in turn, so machine noise hits all of them alike
     others = ({"all_open": (gated, np.full_like(rt.thresholds, ALL_OPEN)),
                "all_closed": (gated, np.full_like(rt.thresholds, ALL_CLOSED))} if bundle.has_gates else {})
     if dense is not None:
         others["dense"] = (dense, None)
-    for i in range(warmup):
-        for session, thr in [(rt, None), *others.values()]:
-            session.infer(session.one(xs, i % len(xs)), thr)
-    gated_ms: list[float] = []
-    other_ms: dict[str, list[float]] = {name: [] for name in others}
-    gate_rows, correct = [], 0
+    gate_rows: list[np.ndarray] = []
+    correct = 0
+
+    def record(name: str, i: int, out: tuple) -> None:
+        nonlocal correct
+        if name == "gated":
+            gate_rows.append(out[1][0])
+            if targets is not None:
+                correct += int(out[0][0].argmax() == targets[i % len(xs)])
+
     started = time.perf_counter()
-    i = 0
-    while i < runs or time.perf_counter() - started < min_duration_s:
-        x = rt.one(xs, i % len(xs))
-        t = time.perf_counter()
-        logits, gates = rt.infer(x)
-        gated_ms.append((time.perf_counter() - t) * 1e3)
-        for name, (session, thr) in others.items():
-            t = time.perf_counter()
-            session.infer(x, thr)
-            other_ms[name].append((time.perf_counter() - t) * 1e3)
-        gate_rows.append(gates[0])
-        if targets is not None:
-            correct += int(logits[0].argmax() == targets[i % len(xs)])
-        i += 1
-        if progress and i <= runs:
-            progress(1)
+    times = time_interleaved({"gated": (rt, None), **others}, images, runs, warmup, min_duration_s, record, progress)
+    gated_ms = times.pop("gated")
+    other_ms, i = times, len(gated_ms)
     dense_ms = gated_ms if graph == "dense" else other_ms.get("dense", [])
     latency = percentiles(gated_ms)
     rates = np.mean(gate_rows, axis=0)
@@ -184,6 +211,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         "runs": i,
         "duration_s": time.perf_counter() - started,
         "threads": threads or "onnxruntime default",
+        "spin_wait": spin_wait,
         "provider": rt.provider,
         "provider_warnings": rt.provider_warnings,
         "budget": budget,
@@ -205,7 +233,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     if device:
         result.update(verdict(device, gated_ms, result["peak_rss_mb"]))
     if measure_cold_start:
-        result.update(cold_start(bundle_dir, threads or 0, providers))
+        result.update(cold_start(bundle_dir, threads or 0, providers, spin_wait))
     return result
 
 
@@ -267,7 +295,9 @@ _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}
 def format_table(r: dict) -> str:
     """The human view of a benchmark result."""
     lines = [
-        f"bundle        {r['bundle']}  ({r['inputs']} inputs, {r['runs']} runs, batch 1, {r['provider']})",
+        f"bundle        {r['bundle']}  ({r['inputs']} inputs, {r['runs']} runs, batch 1, {r['provider']}"
+        + (f", {r['threads']} threads" if isinstance(r.get("threads"), int) else "")
+        + ("" if r.get("spin_wait", True) else ", no spin-wait") + ")",
         f"{'':14}{'p50':>9}{'p90':>9}{'p99':>9}{'mean':>9}   ms",
         _row("gated" if r.get("saving") is not None else r.get("mode", "model"), r["latency_ms"]),
         *_saving_lines(r),

@@ -105,17 +105,26 @@ def load_bundle(root: str | Path, verify: bool = True) -> Bundle:
     return Bundle(root, manifest)
 
 
+def budget_column(manifest: dict) -> str:
+    """The budget table column a budget is read against: bundles from before 2026-11-29 have only the mean."""
+    table = manifest.get("budget_table") or [{}]
+    return "compute_median" if manifest.get("budget_statistic") == "median" and "compute_median" in table[0] \
+        else "compute_fraction"
+
+
 def thresholds_for_budget(bundle: Bundle, budget: float) -> np.ndarray:
-    """Per-gate thresholds from the bundle's budget table: the most compute that stays within ``budget``."""
+    """Per-gate thresholds from the bundle's budget table: the most compute that stays within ``budget``, for
+    the median input or the mean as the bundle was calibrated (``budget_statistic``)."""
     table = bundle.manifest.get("budget_table")
     if not bundle.has_gates:
         raise UserError(f"bundle {bundle.root} has no gates (mode {bundle.manifest.get('mode')}); --budget applies "
                         "only to sparse bundles")
     if not table:
         raise UserError(f"bundle {bundle.root} has no budget table; re-export it to use --budget")
-    fitting = [r for r in table if r["compute_fraction"] <= budget + 1e-9]
+    key = budget_column(bundle.manifest)
+    fitting = [r for r in table if r[key] <= budget + 1e-9]
     if not fitting:
-        least = min(r["compute_fraction"] for r in table)
+        least = min(r[key] for r in table)
         raise UserError(f"--budget {budget:g} is below the least compute this bundle reaches ({least:.3f})")
-    best = max(fitting, key=lambda r: (r["compute_fraction"], -r["threshold"]))
+    best = max(fitting, key=lambda r: (r[key], -r["threshold"]))
     return np.full(len(bundle.gate_names), best["threshold"], np.float32)

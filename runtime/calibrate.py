@@ -23,7 +23,7 @@ def measure_reference(profile: DeviceProfile, runs: int = 100, warmup: int = 10)
     """Median batch-1 latency (ms) of the reference workload under the profile's threads and providers."""
     x = np.random.default_rng(0).standard_normal((1, 32, 56, 56)).astype(np.float32)
     opened = open_session(REFERENCE_PATH, list(profile.runtime.execution_providers), profile.runtime.threads,
-                          {"input": x})
+                          {"input": x}, profile.runtime.spin_wait)
     times = []
     for i in range(warmup + runs):
         start = time.perf_counter()

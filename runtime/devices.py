@@ -31,7 +31,8 @@ SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
          "calibration": ("table", False)},
     "hardware": {"arch": ("str", True), "cpu": ("str", True), "cores": ("int", True),
                  "memory_mb": ("number", True), "sources": ("strlist", True)},
-    "runtime": {"threads": ("int", True), "execution_providers": ("strlist", True), "graph": ("graph", False)},
+    "runtime": {"threads": ("int", True), "execution_providers": ("strlist", True), "graph": ("graph", False),
+                "spin_wait": ("bool", False)},
     "budgets": {"latency_ms": ("number", True), "latency_percentile": ("percent", True), "memory_mb": ("number", True)},
     "power": {"watts": ("number", True)},
     # written by `edgeadapt devices calibrate` into a local copy of the profile
@@ -58,6 +59,7 @@ class RuntimeSettings:
     threads: int
     execution_providers: tuple[str, ...]
     graph: str = "gated"  # "dense" where conditionals cost more than they save (e.g. a GPU provider)
+    spin_wait: bool = True  # idle threads spin for the next operator (fastest); false on a CPU shared with other work
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def _build(data: dict[str, Any], where: str, path: Path | None) -> DeviceProfile
         name=data["name"], description=data["description"],
         hardware=Hardware(**{**hw, "sources": tuple(hw["sources"])}),
         runtime=RuntimeSettings(threads=rt["threads"], execution_providers=tuple(rt["execution_providers"]),
-                                graph=rt.get("graph", "gated")),
+                                graph=rt.get("graph", "gated"), spin_wait=rt.get("spin_wait", True)),
         budgets=Budgets(**data["budgets"]),
         power=Power(**data["power"]) if "power" in data else None,
         path=path,
@@ -248,6 +250,8 @@ def _check_value(kind: str, value: Any) -> str | None:
         return None if is_number and isinstance(value, int) and value > 0 else "a positive integer"
     if kind == "number":
         return None if is_number and value > 0 else "a positive number"
+    if kind == "bool":
+        return None if isinstance(value, bool) else "true or false"
     if kind == "graph":
         return None if value in ("gated", "dense") else 'one of "gated", "dense"'
     if kind == "percent":

@@ -25,7 +25,7 @@ class OpenedSession:
 
 
 def open_session(model_path: Path, providers: list[str] | None, threads: int | None,
-                 probe_feed: dict[str, np.ndarray]) -> OpenedSession:
+                 probe_feed: dict[str, np.ndarray], spin_wait: bool = True) -> OpenedSession:
     """Try each provider in order; a listed provider can still fail at run time, so each must run ``probe_feed``."""
     wanted = list(providers or [CPU])
     available = set(ort.get_available_providers())
@@ -36,7 +36,7 @@ def open_session(model_path: Path, providers: list[str] | None, threads: int | N
             continue
         try:
             started = time.perf_counter()
-            session = ort.InferenceSession(str(model_path), _options(threads), providers=[name])
+            session = ort.InferenceSession(str(model_path), _options(threads, spin_wait), providers=[name])
             created = time.perf_counter()
             session.run(None, probe_feed)
             ran = time.perf_counter()
@@ -52,13 +52,16 @@ def open_session(model_path: Path, providers: list[str] | None, threads: int | N
     raise UserError(f"no execution provider could run {model_path}: {'; '.join(warnings)}")
 
 
-def _options(threads: int | None) -> ort.SessionOptions:
+def _options(threads: int | None, spin_wait: bool = True) -> ort.SessionOptions:
+    """``spin_wait``: during a run, idle pool threads spin for the next operator instead of sleeping; they stop
+    when the run returns (``force_spinning_stop``), so no CPU burns between runs and two sessions timed in turn
+    do not take each other's cores. Without it every operator pays a thread wake-up: at 2 threads on 2 cores
+    the demo bundle ran about 30 % slower, slower than on 1 thread (docs/runtime.md)."""
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    # idle pool threads must not spin: benchmarks interleave sessions (gated, dense) on few cores, and a
-    # spinning pool would steal the next session's CPU and bias every comparison
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
     return opts

@@ -31,11 +31,13 @@ class Runtime:
     """The device-side entry point: ``Runtime(bundle_dir).predict(images)``.
 
     ``budget`` picks gate thresholds from the bundle's budget table instead of the exported defaults;
-    ``graph="dense"`` runs the bundle's graph without ``If`` (same results, every branch computed).
+    ``graph="dense"`` runs the bundle's graph without ``If`` (same results, every branch computed);
+    ``spin_wait=False`` lets idle onnxruntime threads sleep (slower; for a device shared with other work).
     """
 
     def __init__(self, bundle: str | Path | Bundle, threads: int | None = None,
-                 providers: list[str] | None = None, budget: float | None = None, graph: str = "gated"):
+                 providers: list[str] | None = None, budget: float | None = None, graph: str = "gated",
+                 spin_wait: bool = True):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         inputs = self.bundle.manifest["input"]
         self.kind = self.bundle.kind
@@ -58,7 +60,8 @@ class Runtime:
             size = self.bundle.image_size
             probe = self._feed(np.zeros((1, 3, size, size), np.float32), self.thresholds)
         self.graph = graph
-        opened = open_session(self.bundle.graph_path(graph), providers, threads, probe)
+        opened = open_session(self.bundle.graph_path(graph), providers, threads, probe, spin_wait)
+        self.spin_wait = spin_wait
         self.session, self.provider, self.provider_warnings = opened.session, opened.provider, opened.warnings
         self.session_ms, self.first_inference_ms = opened.session_ms, opened.first_inference_ms
 

@@ -68,6 +68,9 @@ def test_format_table_and_write_result(tmp_path: Path) -> None:
     assert "accuracy      25.0%" in table
     assert "block02 0.50  block04 1.00" in table
     assert "cold start" not in table
+    assert "3 inputs, 10 runs, batch 1, CPUExecutionProvider)" in table
+    threaded = format_table({**result, "threads": 2, "spin_wait": False})
+    assert "3 inputs, 10 runs, batch 1, CPUExecutionProvider, 2 threads, no spin-wait)" in threaded
     out = tmp_path / "r.json"
     write_result(out, result)
     assert json.loads(out.read_text()) == result

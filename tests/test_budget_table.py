@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import Trained, run_cli
 from edgeadapt.runtime import Runtime, load_bundle
-from edgeadapt.runtime.bundle import thresholds_for_budget
+from edgeadapt.runtime.bundle import budget_column, thresholds_for_budget
 
 from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
 from edgeadapt.errors import UserError
@@ -31,6 +31,8 @@ def test_table_spans_every_gate_open_to_every_gate_closed(trained: Trained) -> N
 def test_thresholds_for_budget_picks_most_compute_within_budget(trained: Trained) -> None:
     bundle = load_bundle(trained.bundle)
     table = bundle.manifest["budget_table"]
+    assert bundle.manifest["budget_statistic"] == "mean" and budget_column(bundle.manifest) == "compute_fraction"
+    assert all(0.0 <= r["compute_median"] <= 1.0 for r in table)
     assert np.all(thresholds_for_budget(bundle, 1.0) == np.float32(OPEN_ALL))
     for budget in (0.0, 0.25, 0.5, 0.75):
         thr = float(thresholds_for_budget(bundle, budget)[0])

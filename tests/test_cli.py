@@ -92,7 +92,8 @@ def test_train_json_writes_a_run_folder(tmp_path: Path) -> None:
             Image.fromarray(pixels).save(data / name / f"{i}.png")
     run = tmp_path / "run"
     proc = run_cli("train", "--data", data, "--out", run, "--epochs", "1", "--image-size", "32", "--budget", "0.6",
-                   "--gate-scope", "adapter", "--holdout", "0.2", "--difficulty-weight", "2.5", "--json")
+                   "--gate-scope", "adapter", "--holdout", "0.2", "--difficulty-weight", "2.5", "--budget-statistic",
+                   "median", "--json")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)
     assert "history" not in metrics
@@ -103,6 +104,7 @@ def test_train_json_writes_a_run_folder(tmp_path: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["labels"] == ["dark", "light"]
     assert config["config"]["gate_scope"] == "adapter" and config["config"]["budget"] == 0.6
+    assert config["config"]["budget_statistic"] == "median"
     # 5 images per class: 1 held out, 1 kept out of training to calibrate the thresholds on, 3 to train
     assert (config["train"]["n_train"], config["train"]["n_calibration"], config["train"]["n_holdout"]) == (6, 2, 2)
     assert (config["train"]["difficulty_weight"], config["train"]["margin_weight"]) == (2.5, 0.1)

@@ -24,6 +24,7 @@ EXPECTED = {
     "zero_cores.toml": "hardware.cores must be a positive integer, got 0",
     "float_cores.toml": "hardware.cores must be a positive integer, got 4.5",
     "string_threads.toml": 'runtime.threads must be a positive integer, got "4"',
+    "string_spin_wait.toml": 'runtime.spin_wait must be true or false, got "yes"',
     "bool_memory.toml": "budgets.memory_mb must be a positive number, got true",
     "nan_latency.toml": "budgets.latency_ms must be a positive number, got NaN",
     "percentile_over_100.toml": "budgets.latency_percentile must be a number in (0, 100], got 150",

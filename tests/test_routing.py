@@ -30,8 +30,8 @@ def test_margin_loss_is_the_mean_excess_beyond_the_bound(model: GatedAdapterMode
     assert margins.shape == (4, 9)
     for bound in (0.0, 1.0, 2.5):
         expected = (margins.abs() - bound).clamp_min(0).mean()
-        assert float(model.margin_loss(bound)) == pytest.approx(float(expected), rel=1e-6)
-    assert float(model.margin_loss(float(margins.abs().max()) + 1)) == 0.0
+        assert model.margin_loss(bound).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert model.margin_loss(margins.abs().max().item() + 1).item() == 0.0
 
 
 def test_margins_are_dropped_outside_training(model: GatedAdapterModel) -> None:
@@ -61,7 +61,7 @@ def test_difficulty_loss_rewards_compute_where_opening_helps_most() -> None:
     logits = torch.tensor([[0.0, 3.0], [0.0, 0.0], [0.0, 1.0]])  # gains from opening: 3 > 1 > 0 (roughly)
     spent = torch.tensor([0.5, 0.5, 0.5], requires_grad=True)
     loss = difficulty_loss(logits, open_logits, targets, spent)
-    assert float(loss) == pytest.approx(0.0, abs=1e-7)  # ranks are centred: equal compute costs nothing
+    assert loss.item() == pytest.approx(0.0, abs=1e-7)  # ranks are centred: equal compute costs nothing
     loss.backward()
     # d loss / d spent = -(rank - 0.5) / N: the hardest input is pushed to more compute, the easiest to less
     assert spent.grad.tolist() == pytest.approx([-0.5 / 3, 0.5 / 3, 0.0])

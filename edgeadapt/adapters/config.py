@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-from ..choices import EXIT_RULES, GATE_SCOPES, MODES
+from ..choices import BUDGET_STATISTICS, EXIT_RULES, GATE_SCOPES, MODES
 
-__all__ = ["EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig"]
+__all__ = ["BUDGET_STATISTICS", "EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig"]
 
 
 @dataclass
@@ -34,6 +34,7 @@ class GatedAdapterConfig:
     image_size: int = 160
     gate_scope: str = "block"
     budget: float = 0.5
+    budget_statistic: str = "mean"  # calibration: the mean over inputs meets the budget, or the median input's
     adapter_reduction: int = 4
     gated_blocks: list[int] = field(default_factory=list)  # filled by the surgery: backbone block indices
     mode: str = "sparse"
@@ -56,6 +57,9 @@ class GatedAdapterConfig:
             raise ValueError(f"exit rule must be one of {', '.join(EXIT_RULES)}, not {self.exit_rule!r}")
         if not 1 <= self.top_k <= self.experts:
             raise ValueError(f"top-k must be between 1 and the number of experts ({self.experts}), not {self.top_k}")
+        if self.budget_statistic not in BUDGET_STATISTICS:
+            raise ValueError(f"budget statistic must be one of {', '.join(BUDGET_STATISTICS)}, "
+                             f"not {self.budget_statistic!r}")
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget must be in (0, 1], not {self.budget}")
 

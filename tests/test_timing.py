@@ -1,0 +1,77 @@
+"""How benchmarks time sessions: settings of one session call by call, sessions in turns, spin-waiting threads
+that stop when a run returns."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from edgeadapt.runtime.bench import SESSION_TURN, time_interleaved
+from edgeadapt.runtime.devices import load_profile
+from edgeadapt.runtime.providers import _options
+
+
+@pytest.mark.parametrize(("spin_wait", "allowed"), [(True, "1"), (False, "0")])
+def test_spin_wait_spins_only_while_a_run_is_in_progress(spin_wait: bool, allowed: str) -> None:
+    opts = _options(2, spin_wait)
+    assert opts.intra_op_num_threads == 2 and opts.inter_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == allowed
+    assert opts.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
+def test_profile_spin_wait_defaults_on_and_reads_false(tmp_path) -> None:
+    text = ('name = "box"\ndescription = "d"\n[hardware]\narch = "x86_64"\ncpu = "c"\ncores = 2\nmemory_mb = 1024\n'
+            'sources = ["s"]\n[runtime]\nthreads = 2\nexecution_providers = ["CPUExecutionProvider"]\n%s'
+            '[budgets]\nlatency_ms = 10\nlatency_percentile = 90\nmemory_mb = 512\n')
+    (tmp_path / "on.toml").write_text(text % "")
+    (tmp_path / "off.toml").write_text(text % "spin_wait = false\n")
+    assert load_profile(tmp_path / "on.toml").runtime.spin_wait is True
+    assert load_profile(tmp_path / "off.toml").runtime.spin_wait is False
+
+
+class _Recorder:
+    """Stands in for a Runtime: logs (session, input index, thresholds) for every call."""
+
+    def __init__(self, name: str, log: list):
+        self.name, self.log = name, log
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        return images
+
+    def one(self, prepared: np.ndarray, i: int) -> np.ndarray:
+        return prepared[i:i + 1]
+
+    def infer(self, x: np.ndarray, thr=None):
+        self.log.append((self.name, int(x[0]), thr))
+        return x, np.zeros((1, 0), bool)
+
+
+def test_settings_of_one_session_alternate_call_by_call_and_sessions_take_turns() -> None:
+    log: list = []
+    a, b = _Recorder("a", log), _Recorder("b", log)
+    runs, n = SESSION_TURN + 5, 7
+    seen: list = []
+    times = time_interleaved({"a1": (a, None), "a2": (a, "open"), "b": (b, None)}, np.arange(n), runs, warmup=2,
+                             record=lambda name, i, out: seen.append((name, i)))
+    assert {k: len(v) for k, v in times.items()} == {"a1": runs, "a2": runs, "b": runs}
+    a_round = lambda i: [("a", i % n, None), ("a", i % n, "open")]  # noqa: E731
+    expected = a_round(0) + a_round(1) + [("b", 0, None), ("b", 1, None)]  # warm-up, session by session
+    for turn in (range(SESSION_TURN), range(SESSION_TURN, runs)):
+        expected += a_round(turn[0]) + [c for i in turn for c in a_round(i)]  # an untimed round, then the turn
+        expected += [("b", turn[0] % n, None)] + [("b", i % n, None) for i in turn]
+    assert log == expected
+    assert seen[:4] == [("a1", 0), ("a2", 0), ("a1", 1), ("a2", 1)]
+    assert [i for name, i in seen if name == "b"] == list(range(runs))
+
+
+def test_one_session_is_never_interrupted_by_untimed_calls() -> None:
+    log: list = []
+    a = _Recorder("a", log)
+    time_interleaved({"gated": (a, None), "open": (a, "open")}, np.arange(3), 2 * SESSION_TURN + 1, warmup=0)
+    assert len(log) == 2 * (2 * SESSION_TURN + 1)  # no untimed wake-up rounds with a single session
+    assert [i for _, i, _ in log[::2]] == [k % 3 for k in range(2 * SESSION_TURN + 1)]
+
+
+def test_min_duration_extends_the_run_past_runs() -> None:
+    log: list = []
+    a = _Recorder("a", log)
+    times = time_interleaved({"gated": (a, None)}, np.arange(3), 1, warmup=0, min_duration_s=0.05)
+    assert len(times["gated"]) > 1 and len(times["gated"]) % SESSION_TURN == 1
