@@ -3,6 +3,7 @@
 GATE_SCOPES = ("block", "adapter", "exit")
 # how an early exit decides: its own prediction's confidence (hard inputs go on), or a trained gate
 EXIT_RULES = ("confidence", "learned")
+EXIT_BACKBONES = ("efficientnet_lite0",)  # where exit heads and their nested Ifs are built (adapters/model.py)
 # what trains and what runs; every mode but ``sparse`` is a baseline to compare the product against
 MODES = ("sparse", "dense", "static", "linear-probe", "full")
 # what calibration holds to the budget: the mean compute over inputs, or the median input's (what p50 latency sees)

@@ -72,9 +72,11 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
 
     entries = plan(modes, budgets, gate_scopes)
     backbone = backbone or {}
-    if "exit" in gate_scopes and "sparse" in modes and backbone.get("backbone", "efficientnet_lite0") != "efficientnet_lite0":
-        raise UserError("--gate-scopes exit (early exits) is built for EfficientNet-Lite0 only; "
-                        "sweep other backbones with --gate-scopes block or adapter")
+    for scope in gate_scopes if "sparse" in modes else ():  # every scope must suit the backbone before training
+        try:
+            GatedAdapterConfig(image_size=image_size, gate_scope=scope, **backbone)
+        except ValueError as exc:
+            raise UserError(f"--gate-scopes {scope}: {exc}") from None
     check_data(data, GatedAdapterConfig(image_size=image_size, **backbone))  # before the sweep folder exists
     out = Path(out)
     if not resume:

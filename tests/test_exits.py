@@ -13,7 +13,6 @@ from edgeadapt.export.onnx_graph import count_if_nodes
 
 from edgeadapt.adapters import GatedAdapterConfig, create_model
 from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
-from edgeadapt.errors import UserError
 from edgeadapt.train import TrainOptions, measure_costs, run_training
 
 pytestmark = pytest.mark.slow
@@ -126,5 +125,10 @@ def test_exit_scope_is_refused_off_lite0(tmp_path: Path) -> None:
     from edgeadapt.data.synthetic_text import vocabulary
 
     model_dir = write_tiny_bert(tmp_path / "b", vocabulary(), hidden=32, layers=1, heads=4)
-    with pytest.raises(UserError, match="gate scope exit .early exits. is built for EfficientNet-Lite0"):
-        create_model(GatedAdapterConfig(backbone="bert", backbone_dir=str(model_dir), gate_scope="exit"))
+    with pytest.raises(ValueError, match="gate scope exit .early exits. is built for EfficientNet-Lite0 only, not bert"):
+        GatedAdapterConfig(backbone="bert", backbone_dir=str(model_dir), gate_scope="exit")
+    with pytest.raises(ValueError, match="built for EfficientNet-Lite0 only, not module:sensor_backbone:build"):
+        GatedAdapterConfig(backbone="module:sensor_backbone:build", blocks="stage?.*", gate_scope="exit")
+    # the baselines have no gates, so the scope means nothing to them
+    assert create_model(GatedAdapterConfig(backbone="bert", backbone_dir=str(model_dir), gate_scope="exit",
+                                           mode="dense", num_classes=2)).config.mode == "dense"

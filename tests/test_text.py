@@ -275,6 +275,6 @@ def test_sweep_refuses_exits_on_texts_before_training(tiny: TextRun, tmp_path: P
     res = run_cli("sweep", "--data", tiny.csv, "--out", tmp_path / "sweep", "--backbone", "bert",
                   "--backbone-dir", tiny.model_dir, "--gate-scopes", "block,exit")
     assert res.returncode == 1 and res.stderr.strip() == (
-        "error: --gate-scopes exit (early exits) is built for EfficientNet-Lite0 only; "
-        "sweep other backbones with --gate-scopes block or adapter")
+        "error: --gate-scopes exit: gate scope exit (early exits) is built for EfficientNet-Lite0 only, not bert; "
+        "use gate scope block or adapter")
     assert not (tmp_path / "sweep").exists()

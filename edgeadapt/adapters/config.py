@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-from ..choices import BUDGET_STATISTICS, EXIT_RULES, GATE_SCOPES, MODES
+from ..choices import BUDGET_STATISTICS, EXIT_BACKBONES, EXIT_RULES, GATE_SCOPES, MODES
 
 __all__ = ["BUDGET_STATISTICS", "EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig"]
 
@@ -55,6 +55,9 @@ class GatedAdapterConfig:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.exit_rule not in EXIT_RULES:
             raise ValueError(f"exit rule must be one of {', '.join(EXIT_RULES)}, not {self.exit_rule!r}")
+        if self.gate_scope == "exit" and self.has_gates and self.backbone not in EXIT_BACKBONES:
+            raise ValueError(f"gate scope exit (early exits) is built for EfficientNet-Lite0 only, not "
+                             f"{self.backbone}; use gate scope block or adapter")
         if not 1 <= self.top_k <= self.experts:
             raise ValueError(f"top-k must be between 1 and the number of experts ({self.experts}), not {self.top_k}")
         if self.budget_statistic not in BUDGET_STATISTICS:

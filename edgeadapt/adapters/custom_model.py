@@ -84,8 +84,6 @@ class GatedCustomModel(GatedModel):
     def __init__(self, config: GatedAdapterConfig, pretrained: bool = True):
         super().__init__()
         self.config = config
-        if config.gate_scope == "exit" and config.has_gates:
-            raise UserError("gate scope exit (early exits) is built for EfficientNet-Lite0, not for custom backbones yet")
         if not config.blocks:
             raise UserError("a custom backbone needs --blocks PATTERN naming its gateable blocks, e.g. 'layers.*'")
         net = load_factory(config.backbone)()

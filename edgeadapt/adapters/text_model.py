@@ -25,8 +25,6 @@ class GatedTextModel(GatedModel):
     def __init__(self, config: GatedAdapterConfig, pretrained: bool = True):
         super().__init__()
         self.config = config
-        if config.gate_scope == "exit" and config.has_gates:
-            raise UserError("gate scope exit (early exits) is built for EfficientNet-Lite0, not for text encoders yet")
         if config.experts > 1:
             raise UserError("adapter banks (--experts) route on image-like inputs; text encoders take one adapter per layer")
         encoder = create_text_backbone(config.backbone, config.backbone_dir, pretrained=pretrained)
