@@ -28,7 +28,8 @@ def fit_to_device(model_path: Path, manifest: dict, samples: np.ndarray, profile
 
     ``samples``: the bundle's stored inputs of its kind (uint8 images, float array rows or texts)."""
     rt = Runtime(Bundle(model_path.parent, manifest), threads=profile.runtime.threads,
-                 providers=list(profile.runtime.execution_providers))
+                 providers=list(profile.runtime.execution_providers),
+                 spin_wait=profile.runtime.spin_wait)
     pct, budget = profile.budgets.latency_percentile, profile.budgets.latency_ms
     rows = _distinct(manifest["budget_table"])
     log(f"timing {len(rows)} threshold settings on this host for {profile.name} "
