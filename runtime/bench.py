@@ -59,11 +59,19 @@ def time_interleaved(settings: dict[str, Setting], images: np.ndarray, runs: int
     for name, (rt, _) in settings.items():
         groups.setdefault(id(rt), []).append(name)
     prepared = {key: settings[names[0]][0].prepare(images) for key, names in groups.items()}
+
+    def call(key: int, name: str, i: int) -> tuple[tuple, float]:
+        """One inference of input ``i`` under setting ``name``: its outputs and ms."""
+        rt, thr = settings[name]
+        x = rt.one(prepared[key], i % len(images))
+        t = time.perf_counter()
+        out = rt.infer(x, thr)
+        return out, (time.perf_counter() - t) * 1e3
+
     for key, names in groups.items():
         for i in range(warmup):
             for name in names:
-                rt, thr = settings[name]
-                rt.infer(rt.one(prepared[key], i % len(images)), thr)
+                call(key, name, i)
     times: dict[str, list[float]] = {name: [] for name in settings}
     last = list(groups)[-1]  # an input counts as done once the last session has timed it
     started, done = time.perf_counter(), 0
@@ -72,15 +80,11 @@ def time_interleaved(settings: dict[str, Setting], images: np.ndarray, runs: int
         for key, names in groups.items():
             if len(groups) > 1:  # one untimed round: this session's threads and caches were the other's
                 for name in names:
-                    rt, thr = settings[name]
-                    rt.infer(rt.one(prepared[key], turn[0] % len(images)), thr)
+                    call(key, name, turn[0])
             for i in turn:
                 for name in names:
-                    rt, thr = settings[name]
-                    x = rt.one(prepared[key], i % len(images))
-                    t = time.perf_counter()
-                    out = rt.infer(x, thr)
-                    times[name].append((time.perf_counter() - t) * 1e3)
+                    out, ms = call(key, name, i)
+                    times[name].append(ms)
                     if record:
                         record(name, i, out)
                 if progress and key == last and i < runs:
@@ -183,7 +187,6 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     dense = (Runtime(bundle, graph="dense", **settings)
              if graph == "gated" and bundle.has_gates and (bundle.root / DENSE).exists() else None)
     images, targets = load_inputs(rt, data)
-    xs = rt.prepare(images)
     others = ({"all_open": (gated, np.full_like(rt.thresholds, ALL_OPEN)),
                "all_closed": (gated, np.full_like(rt.thresholds, ALL_CLOSED))} if bundle.has_gates else {})
     if dense is not None:
@@ -196,7 +199,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         if name == "gated":
             gate_rows.append(out[1][0])
             if targets is not None:
-                correct += int(out[0][0].argmax() == targets[i % len(xs)])
+                correct += int(out[0][0].argmax() == targets[i % len(images)])
 
     started = time.perf_counter()
     times = time_interleaved({"gated": (rt, None), **others}, images, runs, warmup, min_duration_s, record, progress)
@@ -207,7 +210,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     rates = np.mean(gate_rows, axis=0)
     result = {
         "bundle": str(bundle_dir),
-        "inputs": int(len(xs)),
+        "inputs": int(len(images)),
         "runs": i,
         "duration_s": time.perf_counter() - started,
         "threads": threads or "onnxruntime default",
