@@ -165,11 +165,13 @@ def _load_arrays(rt: Runtime, path: Path) -> tuple[np.ndarray, np.ndarray | None
 def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmup: int = 10,
               threads: int | None = None, measure_cold_start: bool = True,
               progress: Callable[[int], None] | None = None, device: DeviceProfile | None = None,
-              min_duration_s: float = 0.0, budget: float | None = None, spin_wait: bool | None = None) -> dict:
+              min_duration_s: float = 0.0, budget: float | None = None, spin_wait: bool | None = None,
+              per_gate: bool = False) -> dict:
     """Gated and all-open runs interleaved one to one, so machine noise hits both alike.
 
     Measures at least ``runs`` queries and for at least ``min_duration_s`` (MLPerf single-stream style);
     with a ``device`` its threads, providers and spin-waiting are used and every budget gets a verdict.
+    ``per_gate``: also time every gate closed alone (see ``per_gate_figures``).
     """
     if runs < 1:
         raise UserError("--runs must be at least 1")
@@ -191,6 +193,8 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
                "all_closed": (gated, np.full_like(rt.thresholds, ALL_CLOSED))} if bundle.has_gates else {})
     if dense is not None:
         others["dense"] = (dense, None)
+    singles = _single_closures(gated, bundle.gate_names) if per_gate and bundle.has_gates else {}
+    others.update(singles)
     gate_rows: list[np.ndarray] = []
     correct = 0
 
@@ -204,6 +208,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     started = time.perf_counter()
     times = time_interleaved({"gated": (rt, None), **others}, images, runs, warmup, min_duration_s, record, progress)
     gated_ms = times.pop("gated")
+    single_ms = {name: times.pop(key) for key, name in zip(singles, bundle.gate_names)}
     other_ms, i = times, len(gated_ms)
     dense_ms = gated_ms if graph == "dense" else other_ms.get("dense", [])
     latency = percentiles(gated_ms)
@@ -230,6 +235,8 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         "accuracy": correct / i if targets is not None else None,
         "peak_rss_mb": peak_rss_mb(),
     }
+    if single_ms:
+        result["per_gate"] = per_gate_figures(single_ms, other_ms, result["gate_rates"], bundle.manifest["gates"])
     if dense_ms:
         result["dense_latency_ms"] = percentiles(dense_ms)
         result["gating_pays"] = latency["p50"] < result["dense_latency_ms"]["p50"] if graph == "gated" else None
@@ -249,6 +256,43 @@ def _gating_figures(latency: dict, other_ms: dict[str, list[float]]) -> dict:
             "all_closed_latency_ms": all_closed,
             # the most gating can save on this bundle (accuracy then drops; see the budget table)
             "saving_ceiling": 1.0 - all_closed["p50"] / all_open["p50"]}
+
+
+CLOSED_ALONE = "closed alone: "  # settings key prefix of a per-gate run (every other gate open)
+
+
+def _single_closures(rt: Runtime, names: list[str]) -> dict[str, Setting]:
+    """One setting per gate: that gate closed, every other open."""
+    out = {}
+    for g, name in enumerate(names):
+        thr = np.full_like(rt.thresholds, ALL_OPEN)
+        thr[g] = ALL_CLOSED
+        out[CLOSED_ALONE + name] = (rt, thr)
+    return out
+
+
+def per_gate_figures(single_ms: dict[str, list[float]], other_ms: dict[str, list[float]],
+                     rates: dict[str, float], gates: list[dict]) -> dict:
+    """What each gate saves on this device when it alone closes (all-open p50 minus its p50), its share of the
+    sum of those savings beside the share the training cost model gave it, and how far the two disagree.
+
+    A large disagreement means the budget spent during training is not the latency saved here: recalibrate
+    the cost model or pick the gated blocks for this device (docs/runtime.md)."""
+    open_p50 = float(np.percentile(other_ms["all_open"], 50))
+    saved = {name: open_p50 - float(np.percentile(ms, 50)) for name, ms in single_ms.items()}
+    total = sum(saved.values())
+    costs = {g["name"]: float(g["cost"]) for g in gates if "cost" in g}
+    cost_total = sum(costs.get(name, 0.0) for name in saved)
+    rows = {}
+    for name, ms in saved.items():
+        rows[name] = {"saved_ms": ms, "latency_share": ms / total if total > 0 else None,
+                      "cost_share": costs[name] / cost_total if name in costs and cost_total > 0 else None,
+                      "open_rate": rates.get(name)}
+    gaps = [abs(r["latency_share"] - r["cost_share"]) for r in rows.values()
+            if r["latency_share"] is not None and r["cost_share"] is not None]
+    span = open_p50 - float(np.percentile(other_ms["all_closed"], 50))
+    return {"gates": rows, "sum_saved_ms": total, "all_closed_saved_ms": span,
+            "max_share_gap": max(gaps) if gaps else None}
 
 
 def verdict(device: DeviceProfile, gated_ms: list[float], peak_mb: float) -> dict:
@@ -319,7 +363,24 @@ def format_table(r: dict) -> str:
         lines.append(f"accuracy      {r['accuracy'] * 100:.1f}% on the benchmark inputs")
     if r["gate_rates"]:
         lines.append("gate open rate  " + "  ".join(f"{k} {v:.2f}" for k, v in r["gate_rates"].items()))
+    if r.get("per_gate"):
+        lines += _per_gate_lines(r["per_gate"])
     return "\n".join(lines)
+
+
+def _per_gate_lines(pg: dict) -> list[str]:
+    """One row per gate: p50 saved when it alone closes, its share of the savings and of the cost model."""
+    lines = ["", f"{'gate closed alone':20}{'saves ms':>10}{'share':>8}{'cost model':>12}{'open rate':>11}"]
+    for name, r in pg["gates"].items():
+        share = "-" if r["latency_share"] is None else f"{r['latency_share'] * 100:.1f}%"
+        cost = "-" if r["cost_share"] is None else f"{r['cost_share'] * 100:.1f}%"
+        rate = "-" if r["open_rate"] is None else f"{r['open_rate']:.2f}"
+        lines.append(f"{name:20}{r['saved_ms']:10.3f}{share:>8}{cost:>12}{rate:>11}")
+    lines.append(f"sum of single savings {pg['sum_saved_ms']:.3f} ms; every gate closed at once saves "
+                 f"{pg['all_closed_saved_ms']:.3f} ms")
+    if pg["max_share_gap"] is not None:
+        lines.append(f"cost model vs this device: shares differ by at most {pg['max_share_gap'] * 100:.1f} points")
+    return lines
 
 
 def _row(name: str, lat: dict) -> str:

@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 from conftest import ORT_THREADS, Trained
 from edgeadapt.runtime import Runtime
-from edgeadapt.runtime.bench import format_table, percentiles, run_bench, write_result
+from edgeadapt.runtime.bench import (
+    CLOSED_ALONE,
+    _per_gate_lines,
+    _single_closures,
+    format_table,
+    per_gate_figures,
+    percentiles,
+    run_bench,
+    write_result,
+)
 from edgeadapt.runtime.preprocess import load_image
+from edgeadapt.runtime.session import ALL_CLOSED, ALL_OPEN
 from PIL import Image
 
 from edgeadapt.errors import UserError
@@ -75,3 +85,46 @@ def test_format_table_and_write_result(tmp_path: Path) -> None:
     write_result(out, result)
     assert json.loads(out.read_text()) == result
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_per_gate_figures_from_known_timings() -> None:
+    other = {"all_open": [10.0, 10.0, 10.0], "all_closed": [4.0, 4.0, 4.0]}
+    single = {"a": [9.0, 9.0, 9.0], "b": [7.0, 7.0, 7.0]}  # a saves 1 ms, b 3 ms
+    gates = [{"name": "a", "cost": 30}, {"name": "b", "cost": 70}]
+    pg = per_gate_figures(single, other, {"a": 0.25, "b": 1.0}, gates)
+    assert pg["sum_saved_ms"] == pytest.approx(4.0) and pg["all_closed_saved_ms"] == pytest.approx(6.0)
+    assert pg["gates"]["a"] == pytest.approx({"saved_ms": 1.0, "latency_share": 0.25, "cost_share": 0.3, "open_rate": 0.25})
+    assert pg["gates"]["b"] == pytest.approx({"saved_ms": 3.0, "latency_share": 0.75, "cost_share": 0.7, "open_rate": 1.0})
+    assert pg["max_share_gap"] == pytest.approx(0.05)
+    lines = "\n".join(_per_gate_lines(pg))
+    assert "a                        1.000   25.0%       30.0%       0.25" in lines
+    assert "sum of single savings 4.000 ms; every gate closed at once saves 6.000 ms" in lines
+    assert "shares differ by at most 5.0 points" in lines
+
+
+def test_per_gate_closes_one_gate_at_a_time(trained: Trained) -> None:
+    rt = Runtime(trained.bundle, threads=ORT_THREADS)
+    settings = _single_closures(rt, rt.bundle.gate_names)
+    assert list(settings) == [CLOSED_ALONE + n for n in rt.bundle.gate_names]
+    for g, (runtime, thr) in enumerate(settings.values()):
+        assert runtime is rt
+        assert (thr == ALL_CLOSED).sum() == 1 and thr[g] == ALL_CLOSED and (np.delete(thr, g) == ALL_OPEN).all()
+        # the gate closed alone is the only one reported closed
+        _, gates = rt.infer(rt.prepare(rt.bundle.samples()[0][:4]), thr)
+        assert not gates[:, g].any() and gates[:, np.arange(len(thr)) != g].all()
+
+
+def test_bench_per_gate_result(trained: Trained) -> None:
+    result = run_bench(trained.bundle, runs=6, warmup=1, threads=ORT_THREADS, measure_cold_start=False, per_gate=True)
+    pg = result["per_gate"]
+    names = Runtime(trained.bundle, threads=ORT_THREADS).bundle.gate_names
+    manifest = json.loads((trained.bundle / "manifest.json").read_text())
+    costs = np.array([g["cost"] for g in manifest["gates"]], float)
+    assert list(pg["gates"]) == names
+    np.testing.assert_allclose([r["cost_share"] for r in pg["gates"].values()], costs / costs.sum(), rtol=1e-12)
+    assert [r["open_rate"] for r in pg["gates"].values()] == list(result["gate_rates"].values())
+    assert pg["sum_saved_ms"] == pytest.approx(sum(r["saved_ms"] for r in pg["gates"].values()))
+    closed = result["all_open_latency_ms"]["p50"] - result["all_closed_latency_ms"]["p50"]
+    assert pg["all_closed_saved_ms"] == pytest.approx(closed)
+    assert "gate closed alone" in format_table(result)
+    assert "per_gate" not in run_bench(trained.bundle, runs=2, warmup=0, threads=ORT_THREADS, measure_cold_start=False)
