@@ -10,7 +10,7 @@ from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig
 from .choices import model_kind
 from .errors import UserError
 from .rundir import RunDir, prepare_output, write_json
-from .runtime.compare import measure_bundles
+from .runtime.compare import measure_bundles, paired_p
 from .runtime.session import Runtime
 from .train import TrainOptions, default_lr, run_training
 
@@ -131,7 +131,10 @@ def _relative_to_dense(rows: list[dict]) -> None:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """The product's claims, checked on this sweep: sparse against dense, and against static at equal latency."""
+    """The product's claims, checked on this sweep: sparse against dense, and against static at equal latency.
+
+    Every accuracy comparison carries the exact McNemar p-value on the shared held-out inputs, so a gap of
+    a few inputs reads as what it is."""
     dense = next((r for r in rows if r["mode"] == "dense"), None)
     sparse = [r for r in rows if r["mode"] == "sparse"]
     close = [r for r in sparse if dense and r["accuracy"] >= dense["accuracy"] - 0.01]
@@ -140,9 +143,11 @@ def summarize(rows: list[dict]) -> dict:
     for s in sparse:
         slower_static = [t for t in rows if t["mode"] == "static" and s["latency_ms"]["p50"] <= t["latency_ms"]["p50"]]
         versus_static.append({"sparse": s["name"], "static_at_equal_or_more_latency": [t["name"] for t in slower_static],
-                              "at_least_as_accurate": all(s["accuracy"] >= t["accuracy"] for t in slower_static)})
+                              "at_least_as_accurate": all(s["accuracy"] >= t["accuracy"] for t in slower_static),
+                              "p_values": {t["name"]: paired_p(s, t) for t in slower_static}})
     return {"fastest_sparse_within_1pt_of_dense": best["name"] if best else None,
             "its_saving_vs_dense": best["saving_vs_dense"] if best else None,
+            "its_p_value_vs_dense": paired_p(best, dense) if best else None,
             "sparse_vs_static": versus_static}
 
 
@@ -156,8 +161,27 @@ def format_sweep(result: dict) -> str:
                      f"  {'*' if r['pareto'] else ''}")
     s = result["summary"]
     if s["fastest_sparse_within_1pt_of_dense"]:
+        p = s.get("its_p_value_vs_dense")
         lines.append(f"fastest sparse within 1 point of dense: {s['fastest_sparse_within_1pt_of_dense']}, "
-                     f"{s['its_saving_vs_dense'] * 100:.0f}% below dense p50")
+                     f"{s['its_saving_vs_dense'] * 100:.0f}% below dense p50" + (f" (McNemar p {p:.2f})" if p is not None else ""))
     else:
         lines.append("no sparse model is within 1 point of dense accuracy")
+    lines += _static_lines(result)
     return "\n".join(lines)
+
+
+def _static_lines(result: dict) -> list[str]:
+    """Each sparse model that a static one at equal or more latency beats, by how much and how surely."""
+    acc = {r["name"]: r["accuracy"] for r in result["entries"]}
+    lines = []
+    for v in result["summary"]["sparse_vs_static"]:
+        for name, p in v.get("p_values", {}).items():
+            gap = acc[name] - acc[v["sparse"]]
+            if gap > 0:
+                sure = "" if p is None else f" (McNemar p {p:.2f}{', within the noise' if p >= 0.05 else ''})"
+                lines.append(f"{v['sparse']} is {gap * 100:.1f} points below {name}, which is not faster{sure}")
+    halves = [(r["accuracy_ci95"][1] - r["accuracy_ci95"][0]) / 2 for r in result["entries"] if "accuracy_ci95" in r]
+    if halves:
+        lines.append(f"accuracy 95% intervals: +/-{min(halves) * 100:.1f} to {max(halves) * 100:.1f} points "
+                     f"on {result['heldout_inputs']} held-out inputs")
+    return lines

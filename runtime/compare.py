@@ -7,19 +7,22 @@ import numpy as np
 
 from ..errors import UserError
 from .bench import load_inputs, percentiles, time_interleaved
-from .metrics import accuracy, macro_f1, pareto_front
+from .metrics import accuracy, macro_f1, mcnemar_p, pareto_front, wilson_interval
 from .session import Runtime
 
 
-def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro-F1 of one bundle over labelled inputs (images in batches of 32, texts one by one)."""
+def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict:
+    """Accuracy (with its 95 % interval), macro-F1 and which inputs were right, for one bundle over labelled
+    inputs (images in batches of 32, texts one by one); ``correct`` lets two bundles be compared pairwise."""
     if rt.kind == "text":
         prepared = rt.prepare(images)
         preds = [rt.infer(rt.one(prepared, i))[0].argmax(1) for i in range(len(images))]
     else:
         preds = [rt.infer(rt.prepare(images[i:i + 32]))[0].argmax(1) for i in range(0, len(images), 32)]
     pred = np.concatenate(preds)
-    return {"accuracy": accuracy(pred, targets), "macro_f1": macro_f1(pred, targets)}
+    correct = pred == np.asarray(targets)
+    return {"accuracy": accuracy(pred, targets), "accuracy_ci95": list(wilson_interval(int(correct.sum()), len(correct))),
+            "macro_f1": macro_f1(pred, targets), "correct": correct.astype(int).tolist()}
 
 
 def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: int = 200,
@@ -55,14 +58,28 @@ def measure_bundles(runtimes: dict[str, Runtime], images: np.ndarray, targets: n
     return rows
 
 
+def paired_p(a: dict, b: dict) -> float | None:
+    """McNemar p-value of two measured rows scored on the same inputs (None for rows without ``correct``,
+    e.g. a sweep.json written before it was kept)."""
+    if "correct" not in a or "correct" not in b:
+        return None
+    return mcnemar_p(np.asarray(a["correct"]), np.asarray(b["correct"]))
+
+
 def format_comparison(result: dict) -> str:
     """One line per bundle: accuracy, macro-F1, p50/p90, and p50 relative to the first."""
     rows = result["entries"]
     base = rows[0]["latency_ms"]["p50"]
     lines = [f"{result['inputs']} inputs, {result['runs']} timed runs each, batch 1, interleaved",
-             f"{'name':22}{'mode':>14}{'acc':>8}{'F1':>8}{'p50 ms':>9}{'p90 ms':>9}{'vs first':>10}  pareto"]
+             f"{'name':22}{'mode':>14}{'acc':>8}{'95% interval':>15}{'F1':>8}{'p50 ms':>9}{'p90 ms':>9}"
+             f"{'vs first':>10}  pareto"]
     for r in rows:
         lat = r["latency_ms"]
-        lines.append(f"{r['name']:22}{r['mode']:>14}{r['accuracy']:8.3f}{r['macro_f1']:8.3f}{lat['p50']:9.2f}"
-                     f"{lat['p90']:9.2f}{lat['p50'] / base:9.2f}x  {'*' if r['pareto'] else ''}")
+        lo, hi = r.get("accuracy_ci95", (float("nan"), float("nan")))
+        lines.append(f"{r['name']:22}{r['mode']:>14}{r['accuracy']:8.3f}{f'{lo:.3f}-{hi:.3f}':>15}{r['macro_f1']:8.3f}"
+                     f"{lat['p50']:9.2f}{lat['p90']:9.2f}{lat['p50'] / base:9.2f}x  {'*' if r['pareto'] else ''}")
+    p = paired_p(*rows) if len(rows) == 2 else None
+    if p is not None:
+        lines.append(f"accuracy gap {abs(rows[0]['accuracy'] - rows[1]['accuracy']) * 100:.1f} points, "
+                     f"McNemar p {p:.2f}" + (" (within the noise)" if p >= 0.05 else ""))
     return "\n".join(lines)

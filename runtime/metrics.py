@@ -1,6 +1,8 @@
 """Classification scores shared by training, sweep and compare (numpy only, so the device side has them)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -28,3 +30,26 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
                         for j, (l2, a2) in enumerate(points) if j != i)
         out.append(not dominated)
     return out
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % interval of an accuracy measured on ``n`` inputs (Wilson score): on 144 held-out images a
+    point of accuracy is 1.4 images, well inside the noise."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
+    """Two-sided exact McNemar p-value for two models scored on the same inputs: only the inputs one gets
+    right and the other wrong count. Small p: the accuracy difference is unlikely to be chance."""
+    a, b = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2.0 ** n
+    return min(1.0, 2 * tail)

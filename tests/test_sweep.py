@@ -6,12 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from conftest import IMAGE_SIZE, Trained, run_cli
 from edgeadapt.export.onnx_graph import count_if_nodes
-from edgeadapt.runtime.metrics import pareto_front
+from edgeadapt.runtime.metrics import mcnemar_p, pareto_front, wilson_interval
 from PIL import Image
+
+from edgeadapt.sweep import format_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +52,36 @@ def test_sweep_json_has_every_mode_and_its_figures(result: dict) -> None:
     assert params["linear-probe"] < params["dense"] == params["static@0.5"] < params["sparse@0.5"] < params["full"]
     assert [r["pareto"] for r in rows] == pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])
     assert rows[NAMES.index("static@0.5")]["compute_fraction"] <= 0.5
+    for r in rows:  # which held-out inputs each got right, and the interval of its accuracy
+        assert len(r["correct"]) == result["heldout_inputs"] and set(r["correct"]) <= {0, 1}
+        assert sum(r["correct"]) / len(r["correct"]) == pytest.approx(r["accuracy"])
+        lo, hi = r["accuracy_ci95"]
+        assert lo <= r["accuracy"] <= hi and (lo, hi) == pytest.approx(wilson_interval(sum(r["correct"]), len(r["correct"])))
+
+
+def test_sweep_summary_pairs_sparse_with_slower_static(result: dict) -> None:
+    rows = {r["name"]: r for r in result["entries"]}
+    for v in result["summary"]["sparse_vs_static"]:
+        s = rows[v["sparse"]]
+        assert list(v["p_values"]) == v["static_at_equal_or_more_latency"]
+        for name, p in v["p_values"].items():
+            assert p == pytest.approx(mcnemar_p(np.array(s["correct"]), np.array(rows[name]["correct"])))
+    best = result["summary"]["fastest_sparse_within_1pt_of_dense"]
+    if best:
+        assert result["summary"]["its_p_value_vs_dense"] == pytest.approx(
+            mcnemar_p(np.array(rows[best]["correct"]), np.array(rows["dense"]["correct"])))
+
+
+def test_sweep_table_names_static_models_that_beat_sparse() -> None:
+    row = {"latency_ms": {"p50": 1.0, "p90": 1.1}, "macro_f1": 0.9, "trainable_parameters": 10, "training_seconds": 1,
+           "pareto": True, "saving_vs_dense": 0.0, "accuracy_ci95": [0.9, 0.98]}
+    result = {"heldout_inputs": 359, "entries": [{**row, "name": "sparse@0.25", "accuracy": 0.986},
+                                                 {**row, "name": "static@0.5", "accuracy": 0.994}],
+              "summary": {"fastest_sparse_within_1pt_of_dense": None, "its_saving_vs_dense": None,
+                          "sparse_vs_static": [{"sparse": "sparse@0.25", "p_values": {"static@0.5": 0.45}}]}}
+    text = format_sweep(result)
+    assert "sparse@0.25 is 0.8 points below static@0.5, which is not faster (McNemar p 0.45, within the noise)" in text
+    assert "accuracy 95% intervals: +/-4.0 to 4.0 points on 359 held-out inputs" in text
 
 
 def test_sweep_plot_is_a_png(sweep: Path) -> None:
@@ -127,6 +160,11 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     assert result["inputs"] == sum(1 for _ in trained.data.rglob("*.png"))
     assert all(0 <= e["accuracy"] <= 1 and e["latency_ms"]["p50"] > 0 for e in result["entries"])
     assert "dense" in proc.stdout and "sparse@0.5" in proc.stdout
+    rows = result["entries"]
+    p = mcnemar_p(np.array(rows[0]["correct"]), np.array(rows[1]["correct"]))
+    assert f"McNemar p {p:.2f}" in proc.stdout
+    lo, hi = rows[0]["accuracy_ci95"]
+    assert f"{lo:.3f}-{hi:.3f}" in proc.stdout
     with Image.open(png) as img:
         assert img.format == "PNG"
 
