@@ -236,7 +236,8 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         "peak_rss_mb": peak_rss_mb(),
     }
     if single_ms:
-        result["per_gate"] = per_gate_figures(single_ms, other_ms, result["gate_rates"], bundle.manifest["gates"])
+        result["per_gate"] = per_gate_figures(single_ms, other_ms, result["gate_rates"], bundle.manifest["gates"],
+                                              nested=bundle.manifest.get("gate_scope") == "exit")
     if dense_ms:
         result["dense_latency_ms"] = percentiles(dense_ms)
         result["gating_pays"] = latency["p50"] < result["dense_latency_ms"]["p50"] if graph == "gated" else None
@@ -272,16 +273,17 @@ def _single_closures(rt: Runtime, names: list[str]) -> dict[str, Setting]:
 
 
 def per_gate_figures(single_ms: dict[str, list[float]], other_ms: dict[str, list[float]],
-                     rates: dict[str, float], gates: list[dict]) -> dict:
+                     rates: dict[str, float], gates: list[dict], nested: bool = False) -> dict:
     """What each gate saves on this device when it alone closes (all-open p50 minus its p50), its share of the
     sum of those savings beside the share the training cost model gave it, and how far the two disagree.
 
     A large disagreement means the budget spent during training is not the latency saved here: recalibrate
-    the cost model or pick the gated blocks for this device (docs/runtime.md)."""
+    the cost model or pick the gated blocks for this device (docs/runtime.md). ``nested`` (early exits):
+    closing one alone skips everything after it, so the savings nest and there are no shares to compare."""
     open_p50 = float(np.percentile(other_ms["all_open"], 50))
     saved = {name: open_p50 - float(np.percentile(ms, 50)) for name, ms in single_ms.items()}
-    total = sum(saved.values())
-    costs = {g["name"]: float(g["cost"]) for g in gates if "cost" in g}
+    total = 0.0 if nested else sum(saved.values())
+    costs = {} if nested else {g["name"]: float(g["cost"]) for g in gates if "cost" in g}
     cost_total = sum(costs.get(name, 0.0) for name in saved)
     rows = {}
     for name, ms in saved.items():
@@ -291,8 +293,8 @@ def per_gate_figures(single_ms: dict[str, list[float]], other_ms: dict[str, list
     gaps = [abs(r["latency_share"] - r["cost_share"]) for r in rows.values()
             if r["latency_share"] is not None and r["cost_share"] is not None]
     span = open_p50 - float(np.percentile(other_ms["all_closed"], 50))
-    return {"gates": rows, "sum_saved_ms": total, "all_closed_saved_ms": span,
-            "max_share_gap": max(gaps) if gaps else None}
+    return {"gates": rows, "sum_saved_ms": None if nested else total, "all_closed_saved_ms": span,
+            "max_share_gap": max(gaps) if gaps else None, "nested": nested}
 
 
 def verdict(device: DeviceProfile, gated_ms: list[float], peak_mb: float) -> dict:
@@ -376,6 +378,9 @@ def _per_gate_lines(pg: dict) -> list[str]:
         cost = "-" if r["cost_share"] is None else f"{r['cost_share'] * 100:.1f}%"
         rate = "-" if r["open_rate"] is None else f"{r['open_rate']:.2f}"
         lines.append(f"{name:20}{r['saved_ms']:10.3f}{share:>8}{cost:>12}{rate:>11}")
+    if pg.get("nested"):
+        lines.append("early exits nest: closing one alone sends every input out there, skipping all after it")
+        return lines
     lines.append(f"sum of single savings {pg['sum_saved_ms']:.3f} ms; every gate closed at once saves "
                  f"{pg['all_closed_saved_ms']:.3f} ms")
     if pg["max_share_gap"] is not None:

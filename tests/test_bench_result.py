@@ -100,6 +100,18 @@ def test_per_gate_figures_from_known_timings() -> None:
     assert "a                        1.000   25.0%       30.0%       0.25" in lines
     assert "sum of single savings 4.000 ms; every gate closed at once saves 6.000 ms" in lines
     assert "shares differ by at most 5.0 points" in lines
+    assert pg["nested"] is False
+
+
+def test_per_gate_figures_of_nested_exits_have_no_shares() -> None:
+    other = {"all_open": [10.0], "all_closed": [4.0]}
+    pg = per_gate_figures({"exit02": [4.5], "exit07": [8.0]}, other, {"exit02": 0.7, "exit07": 0.2},
+                          [{"name": "exit02", "cost": 5}, {"name": "exit07", "cost": 1}], nested=True)
+    assert pg["nested"] is True and pg["sum_saved_ms"] is None and pg["max_share_gap"] is None
+    assert pg["gates"]["exit02"] == {"saved_ms": 5.5, "latency_share": None, "cost_share": None, "open_rate": 0.7}
+    lines = "\n".join(_per_gate_lines(pg))
+    assert "exit02                   5.500       -           -       0.70" in lines
+    assert "early exits nest" in lines and "sum of single savings" not in lines
 
 
 def test_per_gate_closes_one_gate_at_a_time(trained: Trained) -> None:
