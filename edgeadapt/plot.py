@@ -11,7 +11,10 @@ MODE_COLOURS = {"sparse": "#d62728", "sparse-exit": "#ff7f0e", "sparse-adapter":
 
 
 def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
-    """``entries`` carry ``name``, ``mode``, ``accuracy``, ``latency_ms.p50`` and ``pareto``; written atomically."""
+    """``entries`` carry ``name``, ``mode``, ``accuracy``, ``latency_ms.p50`` and ``pareto``; written atomically.
+
+    Entries with ``accuracy_ci95`` get a vertical bar over their 95 % interval, so points whose bars
+    overlap read as not told apart by this held-out set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,6 +24,13 @@ def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
     for mode, colour in MODE_COLOURS.items():
         pts = [e for e in entries if model_kind(e["mode"], e.get("gate_scope")) == mode]
         if pts:
+            bars = [e for e in pts if e.get("accuracy_ci95")]
+            if bars:
+                acc = [e["accuracy"] * 100 for e in bars]
+                lo = [a - e["accuracy_ci95"][0] * 100 for a, e in zip(acc, bars)]
+                hi = [e["accuracy_ci95"][1] * 100 - a for a, e in zip(acc, bars)]
+                ax.errorbar([e["latency_ms"]["p50"] for e in bars], acc, yerr=[lo, hi], fmt="none",
+                            ecolor=colour, alpha=0.45, lw=1, capsize=2, zorder=2)
             ax.scatter([e["latency_ms"]["p50"] for e in pts], [e["accuracy"] * 100 for e in pts], s=42,
                        color=colour, label=mode, zorder=3)
     for e in entries:
@@ -31,7 +41,8 @@ def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
         ax.step([e["latency_ms"]["p50"] for e in front], [e["accuracy"] * 100 for e in front], where="post",
                 color="black", lw=1, ls="--", label="Pareto front", zorder=2)
     ax.set_xlabel("p50 latency at batch 1 (ms, this host)")
-    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_ylabel("held-out accuracy (%), bars: 95 % interval" if any(e.get("accuracy_ci95") for e in entries)
+                  else "held-out accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
