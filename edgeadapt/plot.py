@@ -11,10 +11,9 @@ MODE_COLOURS = {"sparse": "#d62728", "sparse-exit": "#ff7f0e", "sparse-adapter":
 
 
 def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
-    """``entries`` carry ``name``, ``mode``, ``accuracy``, ``latency_ms.p50`` and ``pareto``; written atomically.
-
-    Entries with ``accuracy_ci95`` get a vertical bar over their 95 % interval, so points whose bars
-    overlap read as not told apart by this held-out set."""
+    """``entries`` carry ``name``, ``mode``, ``accuracy``, ``accuracy_ci95``, ``latency_ms.p50`` and ``pareto``;
+    written atomically. Each point gets a bar over its 95 % interval: points whose bars overlap are not told
+    apart by this held-out set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,15 +23,11 @@ def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
     for mode, colour in MODE_COLOURS.items():
         pts = [e for e in entries if model_kind(e["mode"], e.get("gate_scope")) == mode]
         if pts:
-            bars = [e for e in pts if e.get("accuracy_ci95")]
-            if bars:
-                acc = [e["accuracy"] * 100 for e in bars]
-                lo = [a - e["accuracy_ci95"][0] * 100 for a, e in zip(acc, bars)]
-                hi = [e["accuracy_ci95"][1] * 100 - a for a, e in zip(acc, bars)]
-                ax.errorbar([e["latency_ms"]["p50"] for e in bars], acc, yerr=[lo, hi], fmt="none",
-                            ecolor=colour, alpha=0.45, lw=1, capsize=2, zorder=2)
-            ax.scatter([e["latency_ms"]["p50"] for e in pts], [e["accuracy"] * 100 for e in pts], s=42,
-                       color=colour, label=mode, zorder=3)
+            lat, acc = [e["latency_ms"]["p50"] for e in pts], [e["accuracy"] * 100 for e in pts]
+            lo = [a - e["accuracy_ci95"][0] * 100 for a, e in zip(acc, pts)]
+            hi = [e["accuracy_ci95"][1] * 100 - a for a, e in zip(acc, pts)]
+            ax.errorbar(lat, acc, yerr=[lo, hi], fmt="none", ecolor=colour, alpha=0.45, lw=1, capsize=2, zorder=2)
+            ax.scatter(lat, acc, s=42, color=colour, label=mode, zorder=3)
     for e in entries:
         ax.annotate(e["name"], (e["latency_ms"]["p50"], e["accuracy"] * 100), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
@@ -41,8 +36,7 @@ def plot_tradeoff(entries: list[dict], path: Path, title: str) -> None:
         ax.step([e["latency_ms"]["p50"] for e in front], [e["accuracy"] * 100 for e in front], where="post",
                 color="black", lw=1, ls="--", label="Pareto front", zorder=2)
     ax.set_xlabel("p50 latency at batch 1 (ms, this host)")
-    ax.set_ylabel("held-out accuracy (%), bars: 95 % interval" if any(e.get("accuracy_ci95") for e in entries)
-                  else "held-out accuracy (%)")
+    ax.set_ylabel("held-out accuracy (%), bars: 95 % interval")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")

@@ -10,7 +10,7 @@ from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig
 from .choices import model_kind
 from .errors import UserError
 from .rundir import RunDir, prepare_output, write_json
-from .runtime.compare import measure_bundles, paired_p
+from .runtime.compare import measure_bundles, p_text, paired_p
 from .runtime.session import Runtime
 from .train import TrainOptions, default_lr, run_training
 
@@ -161,9 +161,8 @@ def format_sweep(result: dict) -> str:
                      f"  {'*' if r['pareto'] else ''}")
     s = result["summary"]
     if s["fastest_sparse_within_1pt_of_dense"]:
-        p = s.get("its_p_value_vs_dense")
         lines.append(f"fastest sparse within 1 point of dense: {s['fastest_sparse_within_1pt_of_dense']}, "
-                     f"{s['its_saving_vs_dense'] * 100:.0f}% below dense p50" + (f" (McNemar p {p:.2f})" if p is not None else ""))
+                     f"{s['its_saving_vs_dense'] * 100:.0f}% below dense p50 ({p_text(s['its_p_value_vs_dense'])})")
     else:
         lines.append("no sparse model is within 1 point of dense accuracy")
     lines += _static_lines(result)
@@ -175,13 +174,11 @@ def _static_lines(result: dict) -> list[str]:
     acc = {r["name"]: r["accuracy"] for r in result["entries"]}
     lines = []
     for v in result["summary"]["sparse_vs_static"]:
-        for name, p in v.get("p_values", {}).items():
+        for name, p in v["p_values"].items():
             gap = acc[name] - acc[v["sparse"]]
             if gap > 0:
-                sure = "" if p is None else f" (McNemar p {p:.2f}{', within the noise' if p >= 0.05 else ''})"
-                lines.append(f"{v['sparse']} is {gap * 100:.1f} points below {name}, which is not faster{sure}")
-    halves = [(r["accuracy_ci95"][1] - r["accuracy_ci95"][0]) / 2 for r in result["entries"] if "accuracy_ci95" in r]
-    if halves:
-        lines.append(f"accuracy 95% intervals: +/-{min(halves) * 100:.1f} to {max(halves) * 100:.1f} points "
-                     f"on {result['heldout_inputs']} held-out inputs")
+                lines.append(f"{v['sparse']} is {gap * 100:.1f} points below {name}, which is not faster ({p_text(p)})")
+    halves = [(r["accuracy_ci95"][1] - r["accuracy_ci95"][0]) / 2 for r in result["entries"]]
+    lines.append(f"accuracy 95% intervals: +/-{min(halves) * 100:.1f} to {max(halves) * 100:.1f} points "
+                 f"on {result['heldout_inputs']} held-out inputs")
     return lines

@@ -208,7 +208,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
     started = time.perf_counter()
     times = time_interleaved({"gated": (rt, None), **others}, images, runs, warmup, min_duration_s, record, progress)
     gated_ms = times.pop("gated")
-    single_ms = {name: times.pop(key) for key, name in zip(singles, bundle.gate_names)}
+    single_ms = {key.removeprefix(CLOSED_ALONE): times.pop(key) for key in singles}
     other_ms, i = times, len(gated_ms)
     dense_ms = gated_ms if graph == "dense" else other_ms.get("dense", [])
     latency = percentiles(gated_ms)

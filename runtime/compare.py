@@ -58,12 +58,17 @@ def measure_bundles(runtimes: dict[str, Runtime], images: np.ndarray, targets: n
     return rows
 
 
-def paired_p(a: dict, b: dict) -> float | None:
-    """McNemar p-value of two measured rows scored on the same inputs (None for rows without ``correct``,
-    e.g. a sweep.json written before it was kept)."""
-    if "correct" not in a or "correct" not in b:
-        return None
+NOISE_P = 0.05  # a paired p-value at or above this: the accuracy gap is not told apart from chance
+
+
+def paired_p(a: dict, b: dict) -> float:
+    """McNemar p-value of two measured rows (``score``'s ``correct``), scored on the same inputs."""
     return mcnemar_p(np.asarray(a["correct"]), np.asarray(b["correct"]))
+
+
+def p_text(p: float) -> str:
+    """How a paired p-value is printed in every table: the value, and a plain word when it is noise."""
+    return f"McNemar p {p:.2f}" + (", within the noise" if p >= NOISE_P else "")
 
 
 def format_comparison(result: dict) -> str:
@@ -75,11 +80,10 @@ def format_comparison(result: dict) -> str:
              f"{'vs first':>10}  pareto"]
     for r in rows:
         lat = r["latency_ms"]
-        lo, hi = r.get("accuracy_ci95", (float("nan"), float("nan")))
+        lo, hi = r["accuracy_ci95"]
         lines.append(f"{r['name']:22}{r['mode']:>14}{r['accuracy']:8.3f}{f'{lo:.3f}-{hi:.3f}':>15}{r['macro_f1']:8.3f}"
                      f"{lat['p50']:9.2f}{lat['p90']:9.2f}{lat['p50'] / base:9.2f}x  {'*' if r['pareto'] else ''}")
-    p = paired_p(*rows) if len(rows) == 2 else None
-    if p is not None:
+    if len(rows) == 2:
         lines.append(f"accuracy gap {abs(rows[0]['accuracy'] - rows[1]['accuracy']) * 100:.1f} points, "
-                     f"McNemar p {p:.2f}" + (" (within the noise)" if p >= 0.05 else ""))
+                     + p_text(paired_p(*rows)))
     return "\n".join(lines)

@@ -84,13 +84,14 @@ def test_sweep_table_names_static_models_that_beat_sparse() -> None:
     assert "accuracy 95% intervals: +/-4.0 to 4.0 points on 359 held-out inputs" in text
 
 
-def test_plot_draws_interval_bars_where_entries_have_them(tmp_path: Path) -> None:
+def test_plot_draws_interval_bars(tmp_path: Path) -> None:
     from edgeadapt.plot import plot_tradeoff
 
     base = {"latency_ms": {"p50": 1.0}, "pareto": True, "gate_scope": None}
     entries = [{**base, "name": "dense", "mode": "dense", "accuracy": 0.9, "accuracy_ci95": [0.85, 0.94]},
-               {**base, "name": "static@0.5", "mode": "static", "accuracy": 0.8, "latency_ms": {"p50": 0.5}}]
-    plot_tradeoff(entries, tmp_path / "p.png", "t")  # one entry without an interval (an older sweep.json)
+               {**base, "name": "static@0.5", "mode": "static", "accuracy": 0.8, "accuracy_ci95": [0.7, 0.87],
+                "latency_ms": {"p50": 0.5}}]
+    plot_tradeoff(entries, tmp_path / "p.png", "t")
     with Image.open(tmp_path / "p.png") as img:
         assert img.format == "PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["p.png"]
