@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .bundle import DENSE, load_bundle
+from .bundle import DENSE, load_bundle, require_gates
 from .calibrate import estimate_on_target
 from .devices import HOST, DeviceProfile, resolve_profile
 from .preprocess import load_image
@@ -177,6 +177,8 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         raise UserError("--runs must be at least 1")
     bundle_dir = Path(bundle_dir)
     bundle = load_bundle(bundle_dir)
+    if per_gate:
+        require_gates(bundle, "--per-gate")
     threads = threads or (device.runtime.threads if device else None)
     providers = list(device.runtime.execution_providers) if device else ["CPUExecutionProvider"]
     graph = device.runtime.graph if device else "gated"
@@ -193,7 +195,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
                "all_closed": (gated, np.full_like(rt.thresholds, ALL_CLOSED))} if bundle.has_gates else {})
     if dense is not None:
         others["dense"] = (dense, None)
-    singles = _single_closures(gated, bundle.gate_names) if per_gate and bundle.has_gates else {}
+    singles = _single_closures(gated, bundle.gate_names) if per_gate else {}
     others.update(singles)
     gate_rows: list[np.ndarray] = []
     correct = 0

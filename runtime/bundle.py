@@ -112,13 +112,18 @@ def budget_column(manifest: dict) -> str:
         else "compute_fraction"
 
 
+def require_gates(bundle: Bundle, option: str) -> None:
+    """Options about gates refuse the baselines (dense, static, linear-probe, full) in one clear line."""
+    if not bundle.has_gates:
+        raise UserError(f"bundle {bundle.root} has no gates (mode {bundle.manifest.get('mode')}); {option} applies "
+                        "only to sparse bundles")
+
+
 def thresholds_for_budget(bundle: Bundle, budget: float) -> np.ndarray:
     """Per-gate thresholds from the bundle's budget table: the most compute that stays within ``budget``, for
     the median input or the mean as the bundle was calibrated (``budget_statistic``)."""
     table = bundle.manifest.get("budget_table")
-    if not bundle.has_gates:
-        raise UserError(f"bundle {bundle.root} has no gates (mode {bundle.manifest.get('mode')}); --budget applies "
-                        "only to sparse bundles")
+    require_gates(bundle, "--budget")
     if not table:
         raise UserError(f"bundle {bundle.root} has no budget table; re-export it to use --budget")
     key = budget_column(bundle.manifest)

@@ -199,6 +199,10 @@ def test_sweep_rejects_bad_options_in_one_line(trained: Trained, tmp_path: Path,
 def test_baseline_bundles_refuse_budget_and_device(sweep: Path, tmp_path: Path) -> None:
     proc = run_cli("bench", sweep / "bundles" / "dense", "--budget", "0.5", "--runs", "2")
     assert proc.returncode == 1 and "has no gates (mode dense); --budget applies only to sparse bundles" in proc.stderr
+    proc = run_cli("bench", sweep / "bundles" / "dense", "--per-gate", "--runs", "2", "--json", tmp_path / "r.json")
+    assert proc.returncode == 1 and "has no gates (mode dense); --per-gate applies only to sparse bundles" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.json").exists()
     proc = run_cli("export", sweep / "runs" / "static@0.5", "--out", tmp_path / "b", "--device", "host")
     assert proc.returncode == 1 and "is a static baseline without gates: --device has no thresholds" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
