@@ -8,6 +8,8 @@ EXIT_BACKBONES = ("efficientnet_lite0",)  # where exit heads and their nested If
 MODES = ("sparse", "dense", "static", "linear-probe", "full")
 # what calibration holds to the budget: the mean compute over inputs, or the median input's (what p50 latency sees)
 BUDGET_STATISTICS = ("mean", "median")
+# where training runs: a GPU when torch sees one, or the named kind (cuda without a GPU is refused in one line)
+ACCELERATORS = ("auto", "cpu", "cuda")
 DEFAULT_EPOCHS = 24  # at 16 the demo data was still under-fitted (training accuracy 0.83-0.95 at the last epoch)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .choices import BUDGET_STATISTICS, DEFAULT_EPOCHS, EXIT_RULES, GATE_SCOPES, MODES
+from .choices import ACCELERATORS, BUDGET_STATISTICS, DEFAULT_EPOCHS, EXIT_RULES, GATE_SCOPES, MODES
 from .errors import UserError
 
 EXIT_ERROR = 1  # bad input or state; click uses 2 for usage mistakes
@@ -42,7 +42,7 @@ def cli() -> None:
 
 
 def _backbone_options(command):
-    """--backbone, --backbone-dir, --max-length and --blocks, shared by train and sweep."""
+    """--backbone, --backbone-dir, --max-length, --blocks, --accelerator and --fast-layout, shared by train and sweep."""
     for option in reversed([
         click.option("--backbone", default="efficientnet_lite0", show_default=True,
                      help="efficientnet_lite0 (images); all-minilm-l6-v2, or bert with --backbone-dir (texts); "
@@ -54,6 +54,13 @@ def _backbone_options(command):
                      help="Text backbones: tokens per text (longer texts are truncated)."),
         click.option("--blocks", default="", help="Custom backbones: the pattern naming the gateable blocks, "
                                                   "e.g. 'stage?.*' (docs/custom.md)."),
+        click.option("--accelerator", default="auto", show_default=True, type=click.Choice(ACCELERATORS),
+                     help="Where training runs: auto takes a CUDA GPU when torch sees one (under torchrun one per "
+                          "process, nccl), else the CPU (gloo). Not the target device: that is export/bench --device."),
+        click.option("--fast-layout", is_flag=True,
+                     help="Fold the frozen BatchNorms into their convs and train channels-last: about 35 % faster "
+                          "steps on CPUs, the same model up to float rounding, but a different run than without "
+                          "(docs/gating.md, \"Training speed\")."),
     ]):
         command = option(command)
     return command
@@ -107,9 +114,9 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, budget, budget_statistic, gate_scope, exit_rule, epochs,
-          image_size, lr, open_weight, difficulty_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
-          as_json) -> None:
+def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, mode, budget,
+          budget_statistic, gate_scope, exit_rule, epochs, image_size, lr, open_weight, difficulty_weight, label_smoothing,
+          experts, top_k, holdout, calibration_fraction, seed, force, as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
     _need_training_extra()
@@ -123,7 +130,8 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, mode, b
     except ValueError as exc:
         raise UserError(str(exc)) from None
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight,
-                        difficulty_weight=difficulty_weight, label_smoothing=label_smoothing, calibration_fraction=calibration_fraction)
+                        difficulty_weight=difficulty_weight, label_smoothing=label_smoothing, calibration_fraction=calibration_fraction,
+                        accelerator=accelerator, fast_layout=fast_layout)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
@@ -283,8 +291,8 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
 @click.option("--resume", is_flag=True, help="Keep the entries an interrupted sweep in --out finished; do the rest.")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
-def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, budgets, modes, gate_scopes, epochs, image_size,
-          runs, seed, force, resume, as_json) -> None:
+def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, budgets, modes, gate_scopes,
+          epochs, image_size, runs, seed, force, resume, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
@@ -292,7 +300,7 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, budgets
     result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
                        image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log,
                        backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks),
-                       gate_scopes=_csv(gate_scopes, str, "--gate-scopes"))
+                       gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator, fast_layout=fast_layout)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -417,6 +425,8 @@ def devices_calibrate(name_or_path, runs, force) -> None:
 
 
 def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
+    from .runtime.compare import gap_text
+
     if as_json:
         click.echo(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
         return
@@ -425,7 +435,8 @@ def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
                    f"{metrics['heldout_macro_f1']:.3f}, {metrics['trainable_parameters']:,} trainable parameters")
     else:
         click.echo(f"held-out accuracy {metrics['heldout_accuracy']:.3f} with gates as deployed, "
-                   f"{metrics['heldout_accuracy_all_open']:.3f} with every gate open, "
+                   f"{metrics['heldout_accuracy_all_open']:.3f} with every gate open "
+                   f"({gap_text(metrics['heldout_accuracy'], metrics['heldout_accuracy_all_open'], metrics.get('gap_p_value'))}), "
                    f"linear probe {metrics['linear_probe_accuracy']:.3f}")
     click.echo(f"gated compute that runs {metrics['compute_fraction']:.2f} on average, "
                f"{metrics.get('compute_median', metrics['compute_fraction']):.2f} for the median input; "

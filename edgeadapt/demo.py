@@ -22,6 +22,7 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
     """Generate data (or reuse it), train at budget 0.5 with gate scope ``block``, export, benchmark."""
     from .export.bundle import export_run
     from .runtime.bench import format_table, run_bench, write_result
+    from .runtime.compare import gap_text
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -43,6 +44,7 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
     summary = {
         "heldout_accuracy": metrics["heldout_accuracy"],
         "heldout_accuracy_all_open": metrics["heldout_accuracy_all_open"],
+        "gap_p_value": metrics["gap_p_value"],
         "linear_probe_accuracy": metrics["linear_probe_accuracy"],
         "p50_ms": result["latency_ms"]["p50"],
         "all_open_p50_ms": result["all_open_latency_ms"]["p50"],
@@ -55,7 +57,8 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
         format_table(result),
         "",
         f"held-out accuracy  {summary['heldout_accuracy']:.1%} gated, {summary['heldout_accuracy_all_open']:.1%} "
-        f"with every gate open, {summary['linear_probe_accuracy']:.1%} for a linear probe on the frozen backbone",
+        f"with every gate open ({gap_text(summary['heldout_accuracy'], summary['heldout_accuracy_all_open'], summary['gap_p_value'])}), "
+        f"{summary['linear_probe_accuracy']:.1%} for a linear probe on the frozen backbone",
         f"latency p50        {summary['p50_ms']:.2f} ms gated vs {summary['all_open_p50_ms']:.2f} ms all open: "
         f"saving {summary['saving']:.1%}",
         f"done in {summary['seconds']:.0f}s; bundle {bundle}, benchmark {out_dir / 'bench.json'}",

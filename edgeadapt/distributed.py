@@ -1,8 +1,9 @@
-"""Data-parallel training under ``torchrun``: each process trains on its share of every batch and
-DistributedDataParallel averages the gradients, so all processes hold the same weights at every step.
+"""Where training runs: one CPU or GPU, or data-parallel under ``torchrun``, where each process trains on its
+share of every batch and DistributedDataParallel averages the gradients, so all processes hold the same
+weights at every step.
 
-Training runs on the CPU, so the backend is gloo (nccl needs the tensors on GPUs, which training does not
-use yet). Outside ``torchrun`` (no ``WORLD_SIZE`` above 1) nothing here is used.
+On CPUs the group's backend is gloo; on GPUs it is nccl, one GPU per process (``LOCAL_RANK``). Outside
+``torchrun`` (no ``WORLD_SIZE`` above 1) the group is not used.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class Group:
     rank: int
     world: int
     backend: str
+    device: torch.device = torch.device("cpu")
 
     @property
     def leader(self) -> bool:
@@ -30,8 +34,8 @@ class Group:
         return idx[self.rank::self.world]
 
     def sum(self, values: list[float]) -> list[float]:
-        """Sum numbers over all processes (epoch statistics)."""
-        t = torch.tensor(values, dtype=torch.float64)
+        """Sum numbers over all processes (epoch statistics); nccl reduces only tensors on the GPU."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(t)
         return t.tolist()
 
@@ -40,12 +44,31 @@ class Group:
         torch.distributed.destroy_process_group()
 
 
-def join_from_env() -> Group | None:
+def local_rank() -> int:
+    """This process's index on its machine (``torchrun`` sets ``LOCAL_RANK``; 0 alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def training_device(requested: str) -> torch.device:
+    """``auto``: a GPU when torch sees one (under torchrun, the one of this process's local rank), else the CPU;
+    ``cuda`` where torch sees no GPU is a mistake to say in one line (``train --accelerator``)."""
+    has_gpu = torch.cuda.is_available()
+    if requested == "cuda" and not has_gpu:
+        raise UserError("--accelerator cuda, but torch sees no CUDA GPU here (a CPU-only torch build, or no "
+                        "driver); use --accelerator cpu or auto")
+    if requested == "cpu" or not has_gpu:
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank() % torch.cuda.device_count())
+
+
+def join_from_env(device: torch.device) -> Group | None:
     """Join the group ``torchrun`` set up (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...), or None alone."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return Group(dist.get_rank(), dist.get_world_size(), dist.get_backend())
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Group(dist.get_rank(), dist.get_world_size(), dist.get_backend(), device)

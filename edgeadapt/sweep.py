@@ -59,12 +59,13 @@ def plan(modes: list[str], budgets: list[float], gate_scopes: list[str] = ("bloc
 def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epochs: int, image_size: int,
               runs: int = 200, seed: int = 0, force: bool = False, resume: bool = False,
               log: Callable[[str], None] = print, backbone: dict | None = None,
-              gate_scopes: list[str] = ("block",)) -> dict:
+              gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
     ``backbone``: config fields naming another backbone (``backbone``, ``backbone_dir``, ``max_length``,
-    ``blocks``); the data is then a text CSV or an array NPZ.
+    ``blocks``); the data is then a text CSV or an array NPZ. ``accelerator`` and ``fast_layout``: how each
+    entry trains (``train --accelerator``, ``--fast-layout``).
     """
     from .data import check_data, holdout_samples
     from .export.bundle import export_run
@@ -93,7 +94,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         log(f"[{k}/{len(entries)}] {entry.name}: training...")
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
                                     gate_scope=entry.gate_scope, **backbone)
-        opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed)
+        opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed, accelerator=accelerator, fast_layout=fast_layout)
         metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "

@@ -109,6 +109,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "parity_max_abs_diff": parity,
             "budget_table": table,
             "metrics": {k: metrics.get(k) for k in ("heldout_accuracy", "heldout_macro_f1", "heldout_accuracy_all_open",
+                                                     "heldout_accuracy_ci95", "heldout_accuracy_all_open_ci95", "gap_p_value",
                                                      "linear_probe_accuracy", "compute_fraction", "compute_median", "mac_saving",
                                                      "trainable_parameters")},
             "files": {name: sha256_file(tmp / name) for name in files},

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import UserError
 from .bench import load_inputs, percentiles, time_interleaved
-from .metrics import accuracy, macro_f1, mcnemar_p, pareto_front, wilson_interval
+from .metrics import accuracy, accuracy_interval, macro_f1, mcnemar_p, pareto_front
 from .session import Runtime
 
 
@@ -21,7 +21,7 @@ def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict:
         preds = [rt.infer(rt.prepare(images[i:i + 32]))[0].argmax(1) for i in range(0, len(images), 32)]
     pred = np.concatenate(preds)
     correct = pred == np.asarray(targets)
-    return {"accuracy": accuracy(pred, targets), "accuracy_ci95": list(wilson_interval(int(correct.sum()), len(correct))),
+    return {"accuracy": accuracy(pred, targets), "accuracy_ci95": accuracy_interval(correct),
             "macro_f1": macro_f1(pred, targets), "correct": correct.astype(int).tolist()}
 
 
@@ -69,6 +69,14 @@ def paired_p(a: dict, b: dict) -> float:
 def p_text(p: float) -> str:
     """How a paired p-value is printed in every table: the value, and a plain word when it is noise."""
     return f"McNemar p {p:.2f}" + (", within the noise" if p >= NOISE_P else "")
+
+
+def gap_text(gated: float, all_open: float, p: float | None) -> str:
+    """What closing gates costs in accuracy against the same weights all open, in points, and how sure it is
+    (runs from before the p-value was recorded: the points alone)."""
+    points = 100 * (all_open - gated)
+    side = "below" if points >= 0 else "above"
+    return f"{abs(points):.1f} points {side} all open" + ("" if p is None else f", {p_text(p)}")
 
 
 def format_comparison(result: dict) -> str:

@@ -43,6 +43,12 @@ def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def accuracy_interval(correct: np.ndarray) -> list[float]:
+    """The Wilson interval of an accuracy from its per-input 0/1 scores, as JSON takes it."""
+    correct = np.asarray(correct, bool)
+    return list(wilson_interval(int(correct.sum()), len(correct)))
+
+
 def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
     """Two-sided exact McNemar p-value for two models scored on the same inputs: only the inputs one gets
     right and the other wrong count. Small p: the accuracy difference is unlikely to be chance."""

@@ -218,3 +218,37 @@ def test_config_round_trips_and_rejects_unknown_fields() -> None:
     assert GatedAdapterConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown config field\\(s\\): colour"):
         GatedAdapterConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+@pytest.mark.parametrize("mode", ["sparse", "full"])
+def test_training_layout_computes_the_same_function(mode: str) -> None:
+    """prepare_training folds BatchNorm into the frozen convs and goes channels-last: faster steps, the same
+    logits and gate logits up to float rounding, the same trainable parameters (``full`` keeps its BatchNorm,
+    whose convs train)."""
+    torch.manual_seed(0)
+    model = GatedAdapterModel(GatedAdapterConfig(num_classes=3, image_size=SIZE, mode=mode)).eval()
+    feats = model.prefix(_x(6))
+
+    def outputs(f: torch.Tensor) -> list[torch.Tensor]:
+        seen: list[torch.Tensor] = []
+        handles = [b.gate.register_forward_hook(lambda m, a, out: seen.append(out)) for b in model.gated_blocks()]
+        with torch.no_grad():
+            logits = [model.suffix(f, torch.full_like(model.thresholds, t))[0] for t in (OPEN_ALL, CLOSE_ALL)]
+        for h in handles:
+            h.remove()
+        return logits + seen
+
+    before = outputs(feats)
+    trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    laid_out = model.prepare_training(feats)
+    assert laid_out.is_contiguous(memory_format=torch.channels_last) and torch.equal(laid_out, feats)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert (len(norms) == 0) == (mode == "sparse")
+    assert sorted(n for n, p in model.named_parameters() if p.requires_grad) == trainable
+    after = outputs(laid_out)
+    assert len(after) == len(before) == 2 + 2 * len(model.gated_blocks())
+    for a, b in zip(after, before):
+        assert torch.allclose(a, b, atol=1e-4)
+    state = model.trainable_state()
+    assert state.keys() == set(trainable) | {"thresholds"}
+    assert all(v.is_contiguous() for v in state.values())  # safetensors takes the plain layout only

@@ -6,7 +6,7 @@ import torch
 from conftest import GATED_BLOCKS
 
 from edgeadapt.backbones import create_backbone
-from edgeadapt.backbones.efficientnet_lite import efficientnet_lite0, pretrained_weights_path
+from edgeadapt.backbones.efficientnet_lite import efficientnet_lite0, fold_batchnorm, pretrained_weights_path
 from edgeadapt.errors import UserError
 
 
@@ -60,6 +60,19 @@ def test_residual_blocks_are_the_gateable_ones(ours: torch.nn.Module) -> None:
 def test_random_init_differs_from_pretrained(ours: torch.nn.Module) -> None:
     fresh = create_backbone("efficientnet_lite0", pretrained=False)
     assert not torch.equal(fresh._conv_stem.weight, ours._conv_stem.weight)
+
+
+def test_folding_batchnorm_keeps_the_imagenet_function(ours: torch.nn.Module) -> None:
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    folded = efficientnet_lite0()
+    fold_batchnorm(folded)
+    fold_batchnorm(folded)  # a second call finds nothing left to fold
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert not any(p.requires_grad for p in folded.parameters() if p.dim() == 4)  # the convs stay frozen
+    with torch.no_grad():
+        want, got = ours(x), folded(x)
+    assert torch.allclose(got, want, atol=1e-3 * want.abs().max().item())
+    assert torch.equal(got.argmax(1), want.argmax(1))
 
 
 def test_unknown_backbone_is_rejected() -> None:

@@ -98,6 +98,10 @@ def test_train_json_writes_a_run_folder(tmp_path: Path) -> None:
     metrics = json.loads(proc.stdout)
     assert "history" not in metrics
     assert 0.0 <= metrics["heldout_accuracy"] <= 1.0
+    for key in ("heldout_accuracy", "heldout_accuracy_all_open"):  # each accuracy inside its 95 % interval
+        lo, hi = metrics[f"{key}_ci95"]
+        assert 0.0 <= lo <= metrics[key] <= hi <= 1.0
+    assert 0.0 < metrics["gap_p_value"] <= 1.0
     assert list(metrics["gate_rates"]) == [f"block{i:02d}" for i in (2, 4, 6, 7, 9, 10, 12, 13, 14)]
     assert sorted(p.name for p in run.iterdir()) == ["adapters.safetensors", "config.json", "holdout.npz",
                                                      "metrics.json"]

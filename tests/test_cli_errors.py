@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import Trained, flip_byte, run_cli
 from PIL import Image
 
@@ -48,6 +49,14 @@ def test_train_class_with_too_few_images(tmp_path: Path) -> None:
     data = _classes(tmp_path / "data", {"many": 6, "few": 2})
     proc = run_cli("train", "--data", data, "--out", tmp_path / "run")
     assert_user_error(proc, "too few images in class few (2)", "at least 5")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU, so --accelerator cuda is valid here")
+def test_train_on_cuda_without_a_gpu(tmp_path: Path) -> None:
+    data = _classes(tmp_path / "data", {"a": 6, "b": 6})
+    proc = run_cli("train", "--data", data, "--out", tmp_path / "run", "--accelerator", "cuda")
+    assert_user_error(proc, "--accelerator cuda", "no CUDA GPU", "--accelerator cpu or auto")
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_into_existing_folder_without_force(trained: Trained, tmp_path: Path) -> None:

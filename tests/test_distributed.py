@@ -31,6 +31,7 @@ def test_two_processes_train_one_run(tmp_path: Path) -> None:
     metrics = json.loads(proc.stdout)  # one report: only the first process prints
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["processes"] == on_disk["processes"] == 2 and len(on_disk["history"]) == 3
+    assert on_disk["device"] == "cpu"  # no GPU here: gloo, as the log said
     assert on_disk["heldout_accuracy"] == metrics["heldout_accuracy"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".run")] == []  # no staging folder left
     manifest = export_run(tmp_path / "run", tmp_path / "bundle", log=lambda m: None)

@@ -77,6 +77,9 @@ def test_manifest_lists_gates_labels_and_input(manifest: dict, trained: Trained)
     assert manifest["gate_scope"] == "block" and manifest["budget"] == 0.5
     assert set(manifest["parity_max_abs_diff"]) == {"deployed", "all_open", "all_closed", "mixed"}
     assert max(manifest["parity_max_abs_diff"].values()) <= 1e-4
+    m = manifest["metrics"]  # training's figures travel with the bundle, the gap's p-value included
+    assert m["heldout_accuracy_ci95"][0] <= m["heldout_accuracy"] <= m["heldout_accuracy_ci95"][1]
+    assert 0.0 < m["gap_p_value"] <= 1.0
 
 
 def test_manifest_hashes_match_files(manifest: dict, trained: Trained) -> None:

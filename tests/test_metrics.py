@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 import pytest
-from edgeadapt.runtime.metrics import accuracy, macro_f1, mcnemar_p, pareto_front, wilson_interval
+from edgeadapt.runtime.compare import gap_text
+from edgeadapt.runtime.metrics import accuracy, accuracy_interval, macro_f1, mcnemar_p, pareto_front, wilson_interval
 
 
 def test_macro_f1_by_hand() -> None:
@@ -38,6 +39,18 @@ def test_wilson_interval_by_hand() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
     wide, narrow = wilson_interval(50, 100), wilson_interval(500, 1000)
     assert wide[0] < narrow[0] < 0.5 < narrow[1] < wide[1]
+
+
+def test_accuracy_interval_reads_per_input_scores() -> None:
+    correct = np.array([True] * 140 + [False] * 4)
+    assert accuracy_interval(correct) == pytest.approx(list(wilson_interval(140, 144)))
+    assert accuracy_interval(correct.astype(int).tolist()) == accuracy_interval(correct)  # JSON's 0/1 lists too
+
+
+def test_gap_text_gives_points_and_how_sure() -> None:
+    assert gap_text(0.854, 0.861, 1.0) == "0.7 points below all open, McNemar p 1.00, within the noise"
+    assert gap_text(0.80, 0.90, 0.001) == "10.0 points below all open, McNemar p 0.00"
+    assert gap_text(0.958, 0.924, None) == "3.4 points above all open"  # a run from before the p-value
 
 
 def test_mcnemar_counts_only_discordant_inputs() -> None:

@@ -50,6 +50,11 @@ class GatedModel(nn.Module):
     def frozen_features(self, feats: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def prepare_training(self, feats: torch.Tensor) -> torch.Tensor:
+        """Make the frozen layers cheaper to train through, and return the cached prefix ``feats`` in the layout
+        that suits them. Computes the same function up to float rounding; by default nothing changes."""
+        return feats
+
     @property
     def expected_if_nodes(self) -> int:
         """Every ``If`` the exported graph must hold: one per gate, and one per expert of every adapter bank."""

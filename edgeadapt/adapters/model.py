@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import create_backbone
+from ..backbones.efficientnet_lite import fold_batchnorm
 from .base import CLOSE_ALL, OPEN_ALL, GatedModel, exit_name, gate_name
 from .config import GatedAdapterConfig
 from .layer import BottleneckAdapter, ExitHead, Gate, GatedBlock, conditional, sample_gate
@@ -96,6 +97,14 @@ class GatedAdapterModel(GatedModel):
     def forward(self, x: torch.Tensor, thresholds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.suffix(self.prefix(x), thresholds)
 
+    def prepare_training(self, feats: torch.Tensor) -> torch.Tensor:
+        """BatchNorm folded into the frozen convs (not in ``full``, where they train) and channels-last tensors:
+        training steps about 35 % faster on CPUs (docs/gating.md, "Training speed")."""
+        if self.config.mode != "full":
+            fold_batchnorm(self.backbone)
+        self.to(memory_format=torch.channels_last)
+        return feats.contiguous(memory_format=torch.channels_last)
+
     # early exits: the blocks after the prefix fall into segments, one more than there are exits
 
     def segments(self) -> list[list[nn.Module]]:
@@ -116,7 +125,7 @@ class GatedAdapterModel(GatedModel):
             logits, margins = self._exit_from(0, h, thresholds)
             return logits, (margins > 0).to(logits.dtype)  # gate j open: the input went on past exit j
         exits, gates, reach = [], [], []
-        going = torch.ones(h.shape[0], 1)
+        going = h.new_ones(h.shape[0], 1)
         learned = self.config.exit_rule == "learned"
         for j, head in enumerate(self.exit_heads):
             h = self.run_segment(j, h)

