@@ -425,7 +425,7 @@ def devices_calibrate(name_or_path, runs, force) -> None:
 
 
 def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
-    from .runtime.compare import gap_text
+    from .runtime.metrics import gap_text
 
     if as_json:
         click.echo(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))

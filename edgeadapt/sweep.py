@@ -10,7 +10,8 @@ from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig
 from .choices import model_kind
 from .errors import UserError
 from .rundir import RunDir, prepare_output, write_json
-from .runtime.compare import measure_bundles, p_text, paired_p
+from .runtime.compare import measure_bundles, paired_p
+from .runtime.metrics import p_text
 from .runtime.session import Runtime
 from .train import TrainOptions, default_lr, run_training
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import UserError
 from .bench import load_inputs, percentiles, time_interleaved
-from .metrics import accuracy, accuracy_interval, macro_f1, mcnemar_p, pareto_front
+from .metrics import accuracy, accuracy_interval, macro_f1, mcnemar_p, p_text, pareto_front
 from .session import Runtime
 
 
@@ -58,25 +58,9 @@ def measure_bundles(runtimes: dict[str, Runtime], images: np.ndarray, targets: n
     return rows
 
 
-NOISE_P = 0.05  # a paired p-value at or above this: the accuracy gap is not told apart from chance
-
-
 def paired_p(a: dict, b: dict) -> float:
     """McNemar p-value of two measured rows (``score``'s ``correct``), scored on the same inputs."""
     return mcnemar_p(np.asarray(a["correct"]), np.asarray(b["correct"]))
-
-
-def p_text(p: float) -> str:
-    """How a paired p-value is printed in every table: the value, and a plain word when it is noise."""
-    return f"McNemar p {p:.2f}" + (", within the noise" if p >= NOISE_P else "")
-
-
-def gap_text(gated: float, all_open: float, p: float | None) -> str:
-    """What closing gates costs in accuracy against the same weights all open, in points, and how sure it is
-    (runs from before the p-value was recorded: the points alone)."""
-    points = 100 * (all_open - gated)
-    side = "below" if points >= 0 else "above"
-    return f"{abs(points):.1f} points {side} all open" + ("" if p is None else f", {p_text(p)}")
 
 
 def format_comparison(result: dict) -> str:

@@ -59,3 +59,19 @@ def mcnemar_p(a_correct: np.ndarray, b_correct: np.ndarray) -> float:
         return 1.0
     tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2.0 ** n
     return min(1.0, 2 * tail)
+
+
+NOISE_P = 0.05  # a paired p-value at or above this: the accuracy gap is not told apart from chance
+
+
+def p_text(p: float) -> str:
+    """How a paired p-value is printed in every table: the value, and a plain word when it is noise."""
+    return f"McNemar p {p:.2f}" + (", within the noise" if p >= NOISE_P else "")
+
+
+def gap_text(gated: float, all_open: float, p: float | None) -> str:
+    """What closing gates costs in accuracy against the same weights all open, in points, and how sure it is
+    (runs from before the p-value was recorded: the points alone)."""
+    points = 100 * (all_open - gated)
+    side = "below" if points >= 0 else "above"
+    return f"{abs(points):.1f} points {side} all open" + ("" if p is None else f", {p_text(p)}")

@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from edgeadapt.runtime.compare import gap_text
-from edgeadapt.runtime.metrics import accuracy, accuracy_interval, macro_f1, mcnemar_p, pareto_front, wilson_interval
+from edgeadapt.runtime.metrics import accuracy, accuracy_interval, gap_text, macro_f1, mcnemar_p, pareto_front, wilson_interval
 
 
 def test_macro_f1_by_hand() -> None:
