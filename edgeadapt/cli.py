@@ -145,7 +145,8 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
 @click.option("--device", default=None,
               help="Device profile (name or .toml path): choose thresholds that fit its latency budget.")
 @click.option("--freeze-static-gates", is_flag=True,
-              help="Gates that never or always opened on the held-out set lose their If (--budget cannot move them).")
+              help="Gates that never or always opened on the held-out set lose their If, and early exits that no "
+                   "held-out input took lose their head (--budget cannot move them).")
 def export(run_dir, out_dir, force, device, freeze_static_gates) -> None:
     """Export RUN_DIR to an ONNX bundle (one If per gate), checked against PyTorch."""
     _need_training_extra()

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..adapters.base import gate_name
 from ..backbones import text_backbone_dir
 from ..backbones.bert import TOKENIZER_FILE
 from ..checkpoint import load_trained_model
@@ -45,15 +44,13 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     text = "input_ids" in arrays
     kind = "text" if text else "array" if "inputs" in arrays else "image"
     norm = meta["normalization"]
-    site_of = {gate_name(i): i for i in model.site_indices()}
+    site_of = dict(zip(model.gate_names, config.gated_blocks))
     gate_costs = GateCosts(**meta["costs"])
     all_costs = dict(zip(model.gate_names, gate_costs.for_scope(config.gate_scope)))
     all_macs = dict(zip(model.gate_names, gate_costs.macs_for(config.gate_scope)))
-    if freeze_static and config.gate_scope == "exit":
-        raise UserError("--freeze-static-gates applies to block and adapter gates, not to early exits")
-    frozen = static_gates(metrics["gate_rates"]) if freeze_static else {}
+    frozen = static_gates(metrics["gate_rates"], config.gate_scope) if freeze_static else {}
     if frozen:
-        model.freeze_gates({site_of[name]: state == "always runs" for name, state in frozen.items()})
+        model.freeze_gates({site_of[name]: state in ("always runs", "never taken") for name, state in frozen.items()})
         log(f"static gates without If: {', '.join(f'{k} {v}' for k, v in frozen.items())}")
     gated = bool(model.gate_names)  # False for the baselines, and for a sparse run whose gates all froze
     if device is not None and not gated:
@@ -152,11 +149,14 @@ def _text_input(config, norm: dict) -> dict:
             "padding": "to the longest text of the batch; attention_mask 1 on tokens, 0 on padding"}
 
 
-def static_gates(gate_rates: dict[str, float]) -> dict[str, str]:
-    """Gates whose held-out open rate was exactly 0 or 1: ``dropped`` or ``always runs`` once frozen.
+def static_gates(gate_rates: dict[str, float], scope: str = "block") -> dict[str, str]:
+    """Gates whose held-out open rate was exactly 0 or 1: ``dropped`` or ``always runs`` once frozen. Early
+    exits: only those no held-out input left at (every input went on), ``never taken``: they lose their head.
 
     Freezing removes their If and gate ops (less overhead), but run-time ``--budget`` can no longer move them.
     """
+    if scope == "exit":
+        return {name: "never taken" for name, rate in gate_rates.items() if rate == 1.0}
     return {name: "dropped" if rate == 0.0 else "always runs" for name, rate in gate_rates.items() if rate in (0.0, 1.0)}
 
 

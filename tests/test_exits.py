@@ -1,6 +1,7 @@
 """Early exits (gate scope ``exit``): nested Ifs, the rest of the network skipped for inputs that leave."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +117,40 @@ def test_train_and_export_with_exits(trained: Trained, tmp_path: Path) -> None:
     gated = onnx.load(str(tmp_path / "bundle" / "model.onnx"))
     assert count_if_nodes(gated) == 1 and count_if_nodes(gated, nested=True) == 3  # one If inside the other
     assert count_if_nodes(onnx.load(str(tmp_path / "bundle" / "model_dense.onnx")), nested=True) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())  # as if no held-out input left at exit02
+    metrics["gate_rates"] = {"exit02": 1.0, "exit04": 0.5, "exit07": 0.5}
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
     res = run_cli("export", tmp_path / "run", "--out", tmp_path / "b2", "--freeze-static-gates")
-    assert res.returncode == 1 and "not to early exits" in res.stderr
+    assert res.returncode == 0 and "static gates without If: exit02 never taken" in res.stderr
+    frozen = json.loads((tmp_path / "b2" / "manifest.json").read_text())
+    assert frozen["static_gates"] == {"exit02": "never taken"} and [g["name"] for g in frozen["gates"]] == ["exit04", "exit07"]
+    assert count_if_nodes(onnx.load(str(tmp_path / "b2" / "model.onnx")), nested=True) == 2
+    assert max(frozen["parity_max_abs_diff"].values()) <= 1e-4
+
+
+def test_exits_no_input_took_are_frozen_out(model, tmp_path: Path) -> None:
+    """An exit every input passed loses its head and its If; the rest computes exactly what it did."""
+    import copy
+
+    from edgeadapt.export.bundle import static_gates
+
+    assert static_gates({"exit02": 1.0, "exit04": 0.0, "exit07": 0.4}, "exit") == {"exit02": "never taken"}
+    frozen = copy.deepcopy(model)
+    frozen.freeze_gates({model.config.exits[0]: True})
+    assert frozen.gate_names == ["exit04", "exit07"] and len(frozen.exit_heads) == 2
+    x = _x()
+    with torch.no_grad():
+        thr = model.thresholds.clone()
+        thr[0] = OPEN_ALL  # go on past exit02 for every input: what the frozen model does
+        ref, ref_gates = model(x, thr)
+        got, gates = frozen(x)
+    assert torch.allclose(got, ref, atol=1e-5) and torch.equal(gates, ref_gates[:, 1:])
+    with pytest.raises(ValueError, match="exit07 took every input"):
+        copy.deepcopy(model).freeze_gates({model.config.exits[2]: False})
+    path = tmp_path / "frozen.onnx"
+    from edgeadapt.export.onnx_graph import export_onnx
+
+    assert count_if_nodes(export_onnx(frozen, path), nested=True) == 2
 
 
 def test_exit_scope_is_refused_off_lite0(tmp_path: Path) -> None:

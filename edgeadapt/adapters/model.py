@@ -180,6 +180,20 @@ class GatedAdapterModel(GatedModel):
         for head in self.exit_heads:
             head.temperature = t
 
+    def freeze_gates(self, decisions: dict[int, bool]) -> None:
+        """Exit models: an exit that no input took (``True``: every input went on) is removed with its head, so
+        the graph loses its If, its head and one level of nesting. Block and adapter gates: as in the base class."""
+        if not len(self.exit_heads):
+            return super().freeze_gates(decisions)
+        taken = [exit_name(i) for i, goes_on in decisions.items() if not goes_on]
+        if taken:
+            raise ValueError(f"{', '.join(taken)} took every input: freezing it would drop the rest of the network")
+        keep = [k for k, i in enumerate(self.config.exits) if i not in decisions]
+        self.config.exits = [self.config.exits[k] for k in keep]
+        self.config.gated_blocks = list(self.config.exits)
+        self.exit_heads = nn.ModuleList(self.exit_heads[k] for k in keep)
+        self.thresholds = self.thresholds[keep].clone()
+
     @torch.no_grad()
     def frozen_features(self, feats: torch.Tensor) -> torch.Tensor:
         """Pooled features of the frozen backbone without adapters (a site fixed closed skips its block)."""
