@@ -50,7 +50,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     all_macs = dict(zip(model.gate_names, gate_costs.macs_for(config.gate_scope)))
     frozen = static_gates(metrics["gate_rates"], config.gate_scope) if freeze_static else {}
     if frozen:
-        model.freeze_gates({site_of[name]: state in ("always runs", "never taken") for name, state in frozen.items()})
+        model.freeze_gates({site_of[name]: STATIC_RUNS[state] for name, state in frozen.items()})
         log(f"static gates without If: {', '.join(f'{k} {v}' for k, v in frozen.items())}")
     gated = bool(model.gate_names)  # False for the baselines, and for a sparse run whose gates all froze
     if device is not None and not gated:
@@ -147,6 +147,10 @@ def _text_input(config, norm: dict) -> dict:
     return {"kind": "text", "names": ["input_ids", "attention_mask"], "shape": ["N", "T"], "dtype": "int64",
             "tokenizer": TOKENIZER_FILE, "max_length": config.max_length,
             "padding": "to the longest text of the batch; attention_mask 1 on tokens, 0 on padding"}
+
+
+# what each frozen state means for its block (or, for an exit, for everything after it): does it run?
+STATIC_RUNS = {"always runs": True, "dropped": False, "never taken": True}
 
 
 def static_gates(gate_rates: dict[str, float], scope: str = "block") -> dict[str, str]:
