@@ -18,6 +18,8 @@ BENCH_RUNS = 300
 DEVICE_RUNS = 1024  # MLPerf single-stream's minimum query count
 DEVICE_MIN_SECONDS = 60.0  # MLPerf asks 600 s; pass --min-duration 600 for a submission-grade run
 QUICK_RUNS = 100
+FREEZE_STATIC_HELP = ("Gates that never or always opened on the held-out set lose their If, and early exits that no "
+                      "held-out input took lose their head (--budget cannot move them).")
 
 
 def _log(msg: str) -> None:
@@ -92,6 +94,10 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--exit-rule", default="confidence", show_default=True, type=click.Choice(EXIT_RULES),
               help="Gate scope exit: leave when the exit's prediction is confident enough (hard inputs go "
                    "deeper), or let a trained gate decide.")
+@click.option("--exits", default=None,
+              help="Gate scope exit: the backbone blocks after which an exit sits, comma-separated in order "
+                   "[default: 2,4,7 on EfficientNet-Lite0, the ends of its stages]. Exits where the features cannot "
+                   "tell the classes apart only cost time (docs/gating.md).")
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
@@ -115,20 +121,26 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, mode, budget,
-          budget_statistic, gate_scope, exit_rule, epochs, image_size, lr, open_weight, difficulty_weight, label_smoothing,
+          budget_statistic, gate_scope, exit_rule, exits, epochs, image_size, lr, open_weight, difficulty_weight, label_smoothing,
           experts, top_k, holdout, calibration_fraction, seed, force, as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
     _need_training_extra()
-    from .adapters import GatedAdapterConfig
+    from .adapters import GatedAdapterConfig, check_buildable
     from .train import TrainOptions, default_lr, run_training
 
+    exits = _exit_blocks(exits)
+    if exits and (gate_scope != "exit" or mode != "sparse"):
+        raise UserError("--exits places early exits; it needs --gate-scope exit (and --mode sparse)")
     try:
         config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
                                     budget_statistic=budget_statistic, exit_rule=exit_rule, experts=experts, top_k=top_k,
+                                    exits=exits or [],
                                     **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    if config.exits:
+        check_buildable(config, "--exits")
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight,
                         difficulty_weight=difficulty_weight, label_smoothing=label_smoothing, calibration_fraction=calibration_fraction,
                         accelerator=accelerator, fast_layout=fast_layout)
@@ -144,9 +156,7 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
 @click.option("--force", is_flag=True, help="Replace an existing bundle folder.")
 @click.option("--device", default=None,
               help="Device profile (name or .toml path): choose thresholds that fit its latency budget.")
-@click.option("--freeze-static-gates", is_flag=True,
-              help="Gates that never or always opened on the held-out set lose their If, and early exits that no "
-                   "held-out input took lose their head (--budget cannot move them).")
+@click.option("--freeze-static-gates", is_flag=True, help=FREEZE_STATIC_HELP)
 def export(run_dir, out_dir, force, device, freeze_static_gates) -> None:
     """Export RUN_DIR to an ONNX bundle (one If per gate), checked against PyTorch."""
     _need_training_extra()
@@ -291,9 +301,12 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
 @click.option("--resume", is_flag=True, help="Keep the entries an interrupted sweep in --out finished; do the rest.")
+@click.option("--exits", default=None, help="Where the exit-scope entries place their exits, as train --exits.")
+@click.option("--freeze-static-gates", is_flag=True, help="Export every sparse entry as 'export --freeze-static-gates' does: "
+              + FREEZE_STATIC_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
 def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, budgets, modes, gate_scopes,
-          epochs, image_size, runs, seed, force, resume, as_json) -> None:
+          epochs, image_size, runs, seed, force, resume, exits, freeze_static_gates, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
@@ -301,7 +314,8 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
     result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
                        image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log,
                        backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks),
-                       gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator, fast_layout=fast_layout)
+                       gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator, fast_layout=fast_layout,
+                       freeze_static=freeze_static_gates, exits=_exit_blocks(exits))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -348,6 +362,16 @@ def _refuse_overwrite(path: Path, force: bool) -> None:
     """Nothing the user had is replaced without --force; checked before any work starts."""
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to replace it")
+
+
+def _exit_blocks(text: str | None) -> list[int] | None:
+    """``--exits`` as block indices (None when not given; an empty list is refused)."""
+    if text is None:
+        return None
+    blocks = _csv(text, int, "--exits")
+    if not blocks:
+        raise UserError("--exits is empty; name the blocks after which an exit sits, e.g. --exits 4,7")
+    return blocks
 
 
 def _csv(text: str, kind, option: str) -> list:

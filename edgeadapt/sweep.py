@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig
+from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig, check_buildable
 from .choices import model_kind
 from .errors import UserError
 from .rundir import RunDir, prepare_output, write_json
@@ -60,13 +60,17 @@ def plan(modes: list[str], budgets: list[float], gate_scopes: list[str] = ("bloc
 def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epochs: int, image_size: int,
               runs: int = 200, seed: int = 0, force: bool = False, resume: bool = False,
               log: Callable[[str], None] = print, backbone: dict | None = None,
-              gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False) -> dict:
+              gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False,
+              freeze_static: bool = False, exits: list[int] | None = None) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
     ``backbone``: config fields naming another backbone (``backbone``, ``backbone_dir``, ``max_length``,
     ``blocks``); the data is then a text CSV or an array NPZ. ``accelerator`` and ``fast_layout``: how each
-    entry trains (``train --accelerator``, ``--fast-layout``).
+    entry trains (``train --accelerator``, ``--fast-layout``). ``freeze_static``: how each entry exports
+    (``export --freeze-static-gates``); a kept entry exported the other way is exported again, not retrained.
+    ``exits``: where the exit-scope entries place their exits (``train --exits``; None: the backbone's default);
+    a kept exit entry trained with others stops the sweep before anything trains.
     """
     from .data import check_data, holdout_samples
     from .export.bundle import export_run
@@ -79,25 +83,39 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             GatedAdapterConfig(image_size=image_size, gate_scope=scope, **backbone)
         except ValueError as exc:
             raise UserError(f"--gate-scopes {scope}: {exc}") from None
+    if exits and "exit" not in gate_scopes:
+        raise UserError("--exits places early exits; it needs exit in --gate-scopes")
+    if "exit" in gate_scopes and "sparse" in modes:  # the blocks the exits go after, the default's included
+        exits = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
+                                                   **backbone), "--exits").exits
     check_data(data, GatedAdapterConfig(image_size=image_size, **backbone))  # before the sweep folder exists
     out = Path(out)
     if not resume:
         prepare_output(out, force, "sweep")
     out.mkdir(parents=True, exist_ok=True)
+    for entry in entries if resume else ():  # before any training: kept exits must be where this sweep wants them
+        if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / "config.json").exists():
+            _same_exits(out / "runs" / entry.name, exits, entry.name)
     trained = []
     for k, entry in enumerate(entries, 1):
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
+        freeze = freeze_static and entry.mode == "sparse"  # the baselines have no gates to freeze
         if resume and (bundle_dir / "manifest.json").exists() and (run_dir / "metrics.json").exists():
             metrics = RunDir(run_dir).load_json("metrics.json")
             log(f"[{k}/{len(entries)}] {entry.name}: kept from the earlier sweep")
+            if RunDir(bundle_dir).load_json("manifest.json").get("freeze_static_gates", False) != freeze:
+                export_run(run_dir, bundle_dir, force=True, log=lambda s: None, freeze_static=freeze)
+                log(f"[{k}/{len(entries)}] {entry.name}: exported again, "
+                    f"{'with' if freeze else 'without'} --freeze-static-gates")
             trained.append((entry, run_dir, bundle_dir, metrics))
             continue
         log(f"[{k}/{len(entries)}] {entry.name}: training...")
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
-                                    gate_scope=entry.gate_scope, **backbone)
+                                    gate_scope=entry.gate_scope, exits=list(exits or []) if entry.gate_scope == "exit" else [],
+                                    **backbone)
         opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed, accelerator=accelerator, fast_layout=fast_layout)
         metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
-        export_run(run_dir, bundle_dir, force=True, log=lambda s: None)
+        export_run(run_dir, bundle_dir, force=True, log=lambda s: None, freeze_static=freeze)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
             f"trained in {metrics['train_seconds']:.0f}s, exported")
         trained.append((entry, run_dir, bundle_dir, metrics))
@@ -106,19 +124,29 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     runtimes = {e.name: Runtime(bundle_dir) for e, _, bundle_dir, _ in trained}
     log(f"timing {len(runtimes)} bundles at batch 1, interleaved, {runs} runs each...")
     measured = measure_bundles(runtimes, images, targets, runs)
-    rows = [{**row, **_training_figures(e, run_dir, metrics)} for row, (e, run_dir, _, metrics) in zip(measured, trained)]
+    rows = [{**row, **_training_figures(e, run_dir, bundle_dir, metrics)}
+            for row, (e, run_dir, bundle_dir, metrics) in zip(measured, trained)]
     _relative_to_dense(rows)
     result = {"data": str(data), "backbone": backbone.get("backbone", "efficientnet_lite0"),
-              "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs,
+              "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs, "freeze_static_gates": freeze_static,
               "heldout_inputs": int(len(images)), "entries": rows, "summary": summarize(rows)}
     write_json(out / SWEEP_JSON, result)
     plot_tradeoff(rows, out / SWEEP_PNG, f"{Path(data).name}: {len(images)} held-out inputs, batch 1 on this host")
     return result
 
 
-def _training_figures(entry: SweepEntry, run_dir: Path, metrics: dict) -> dict:
-    """What the sweep adds to the bundle's measured row: its budget, compute and training cost."""
+def _same_exits(run_dir: Path, exits: list[int], name: str) -> None:
+    """A kept exit entry must have its exits where this sweep asks for them."""
+    trained = RunDir(run_dir).load_json("config.json")["config"]["exits"]
+    if list(exits) != trained:
+        raise UserError(f"{name} in this sweep folder has exits after blocks {','.join(map(str, trained))}; resume "
+                        f"with --exits {','.join(map(str, trained))}, or start a new sweep folder")
+
+
+def _training_figures(entry: SweepEntry, run_dir: Path, bundle_dir: Path, metrics: dict) -> dict:
+    """What the sweep adds to the bundle's measured row: its budget, compute, training cost and frozen gates."""
     return {"budget": entry.budget, "gate_scope": entry.gate_scope if entry.mode == "sparse" else None,
+            "static_gates": RunDir(bundle_dir).load_json("manifest.json").get("static_gates") or {},
             "compute_fraction": metrics["compute_fraction"],
             "mac_saving": metrics["mac_saving"], "trainable_parameters": metrics["trainable_parameters"],
             "training_seconds": metrics["train_seconds"], "run": str(run_dir)}
@@ -161,6 +189,10 @@ def format_sweep(result: dict) -> str:
         lines.append(f"{r['name']:20}{r['accuracy']:7.3f}{r['macro_f1']:7.3f}{r['latency_ms']['p50']:9.2f}"
                      f"{r['latency_ms']['p90']:9.2f}{vs:>10}{r['trainable_parameters']:>12,}{r['training_seconds']:9.0f}"
                      f"  {'*' if r['pareto'] else ''}")
+    for r in result["entries"]:
+        if r.get("static_gates"):  # sweep.json files from before the field lack it
+            lines.append(f"{r['name']} exported without the If of: "
+                         + ", ".join(f"{g} ({state})" for g, state in r["static_gates"].items()))
     s = result["summary"]
     if s["fastest_sparse_within_1pt_of_dense"]:
         lines.append(f"fastest sparse within 1 point of dense: {s['fastest_sparse_within_1pt_of_dense']}, "

@@ -89,6 +89,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
             "mode": config.mode,
             "static_closed": config.static_closed,
             "static_gates": frozen,
+            "freeze_static_gates": bool(freeze_static),  # asked for, whether or not any gate qualified
             "gate_scope": config.gate_scope,
             "adapters": {"experts": config.experts, "top_k": config.top_k},
             "budget": config.budget,

@@ -1,6 +1,7 @@
 """Shared fixtures: one tiny trained run and its exported bundle for the whole session, plus helpers."""
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # torch is imported lazily so that OMP_NUM_THREADS below appl
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # calibrated device copies go to a throw-away folder, never the user's ~/.config/edgeadapt
 os.environ["EDGEADAPT_HOME"] = tempfile.mkdtemp(prefix="edgeadapt-test-home-")
+atexit.register(shutil.rmtree, os.environ["EDGEADAPT_HOME"], ignore_errors=True)  # one per test session, not left in /tmp
 ORT_THREADS = 1
 
 IMAGE_SIZE = 64

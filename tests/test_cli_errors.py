@@ -68,6 +68,20 @@ def test_train_into_existing_folder_without_force(trained: Trained, tmp_path: Pa
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--gate-scope", "exit", "--exits", "1"], "--exits: exits must be distinct blocks between 2 and 14 in order, got [1]"),
+    (["--gate-scope", "exit", "--exits", "7,4"], "got [7, 4]"),
+    (["--gate-scope", "exit", "--exits", "seven"], "--exits must be a comma-separated list, got 'seven'"),
+    (["--gate-scope", "exit", "--exits", ","], "--exits is empty; name the blocks after which an exit sits"),
+    (["--exits", "7"], "--exits places early exits; it needs --gate-scope exit"),
+])
+def test_train_bad_exits_before_reading_data(args: list[str], message: str, tmp_path: Path) -> None:
+    """Checked before the data: the folder named here does not even exist."""
+    proc = run_cli("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "run", *args)
+    assert_user_error(proc, message)
+    assert not (tmp_path / "run").exists()
+
+
 def test_export_missing_run_folder(tmp_path: Path) -> None:
     proc = run_cli("export", tmp_path / "norun", "--out", tmp_path / "bundle")
     assert_user_error(proc, str(tmp_path / "norun"), "does not exist", "edgeadapt train")

@@ -128,6 +128,19 @@ def test_train_and_export_with_exits(trained: Trained, tmp_path: Path) -> None:
     assert max(frozen["parity_max_abs_diff"].values()) <= 1e-4
 
 
+def test_train_exits_where_the_user_places_them(trained: Trained, tmp_path: Path) -> None:
+    """``--exits 7``: one exit after block 7, so one If, and a gate rate for it alone."""
+    res = run_cli("train", "--data", trained.data, "--out", tmp_path / "run", "--gate-scope", "exit", "--exits", "7",
+                  "--epochs", "1", "--image-size", IMAGE_SIZE, "--json")
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads(res.stdout)
+    assert list(metrics["gate_rates"]) == ["exit07"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["exits"] == [7]
+    res = run_cli("export", tmp_path / "run", "--out", tmp_path / "bundle")
+    assert res.returncode == 0, res.stderr
+    assert count_if_nodes(onnx.load(str(tmp_path / "bundle" / "model.onnx")), nested=True) == 1
+
+
 def test_exits_no_input_took_are_frozen_out(model, tmp_path: Path) -> None:
     """An exit every input passed loses its head and its If; the rest computes exactly what it did."""
     import copy

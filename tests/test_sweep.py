@@ -225,6 +225,49 @@ def test_resume_keeps_finished_entries(sweep: Path, trained: Trained, tmp_path: 
     assert json.loads((copy / "runs" / "dense" / "metrics.json").read_text()) == before  # not retrained
 
 
+def test_resume_with_freeze_static_gates_exports_again_without_retraining(sweep: Path, trained: Trained,
+                                                                           tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    before = (copy / "runs" / "sparse@0.5" / "adapters.safetensors").read_bytes()
+    proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--modes", "dense,sparse", "--budgets", "0.5",
+                   "--epochs", "1", "--gate-scopes", "block,exit", "--image-size", IMAGE_SIZE, "--runs", "3",
+                   "--resume", "--freeze-static-gates", "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("kept from the earlier sweep") == 3 and "training..." not in proc.stderr
+    assert proc.stderr.count("exported again, with --freeze-static-gates") == 2  # the two sparse entries, not dense
+    assert (copy / "runs" / "sparse@0.5" / "adapters.safetensors").read_bytes() == before
+    result = json.loads(proc.stdout)
+    assert result["freeze_static_gates"] is True
+    for row in result["entries"]:
+        manifest = json.loads((copy / "bundles" / row["name"] / "manifest.json").read_text())
+        assert manifest["freeze_static_gates"] is (row["mode"] == "sparse")
+        assert row["static_gates"] == manifest["static_gates"]
+        rates = json.loads((copy / "runs" / row["name"] / "metrics.json").read_text())["gate_rates"]
+        frozen = {g for g, r in rates.items() if r == 1.0} if row["gate_scope"] == "exit" else \
+            {g for g, r in rates.items() if r in (0.0, 1.0)}
+        assert set(row["static_gates"]) == frozen
+        graph = onnx.load(str(copy / "bundles" / row["name"] / "model.onnx"))
+        assert count_if_nodes(graph, nested=True) == GATES.get(row["name"], 0) - len(frozen)
+        assert [g["name"] for g in manifest["gates"]] == [g for g in rates if g not in frozen]
+
+
+def test_resume_refuses_exits_placed_elsewhere_before_training(sweep: Path, trained: Trained, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    shutil.rmtree(copy / "runs" / "dense")  # would be retrained first if the check came late
+    proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--budgets", "0.5", "--epochs", "1",
+                   "--gate-scopes", "block,exit", "--exits", "7", "--image-size", IMAGE_SIZE, "--resume")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert ("sparse-exit@0.5 in this sweep folder has exits after blocks 2,4,7; resume with --exits 2,4,7, "
+            "or start a new sweep folder") in proc.stderr
+    assert "training..." not in proc.stderr and not (copy / "runs" / "dense").exists()
+
+
 def test_compare_never_replaces_a_file_without_force(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine.json"
     out.write_text("the user's own file")

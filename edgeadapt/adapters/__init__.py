@@ -5,7 +5,7 @@ from .layer import BottleneckAdapter, Gate, GatedBlock
 from .model import GatedAdapterModel
 
 __all__ = ["GATE_SCOPES", "MODES", "GatedAdapterConfig", "BottleneckAdapter", "Gate", "GatedBlock", "GatedAdapterModel",
-           "GatedModel", "create_model"]
+           "GatedModel", "check_buildable", "create_model"]
 
 
 def create_model(config: GatedAdapterConfig, pretrained: bool = True) -> GatedModel:
@@ -22,3 +22,14 @@ def create_model(config: GatedAdapterConfig, pretrained: bool = True) -> GatedMo
 
         return GatedTextModel(config, pretrained)
     return GatedAdapterModel(config, pretrained)
+
+
+def check_buildable(config: GatedAdapterConfig, option: str) -> GatedAdapterConfig:
+    """Build the network once without its weights, so that a config it rejects fails in one line naming the
+    ``option`` at fault, before any data is read; returns a copy with what the build fills in (``exits``)."""
+    from ..errors import UserError
+
+    try:
+        return create_model(GatedAdapterConfig.from_dict(config.to_dict()), pretrained=False).config
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from None
