@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -246,14 +247,7 @@ def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, bud
     if min_duration is None:
         min_duration = DEVICE_MIN_SECONDS if profile and not quick else 0.0
     with contextlib.ExitStack() as stack:
-        bars = []
-
-        def progress(n: int) -> None:
-            # opened on the first measured run, so a bad bundle or --data fails with one stderr line
-            if not bars:
-                bars.append(stack.enter_context(_progressbar(length=runs, label="benchmarking")))
-            bars[0].update(n)
-
+        progress = _lazy_progress(stack, runs, "benchmarking")
         result = run_bench(bundle_dir, data_dir, runs=runs, warmup=warmup, threads=threads,
                            measure_cold_start=not no_cold_start, progress=progress, device=profile,
                            min_duration_s=min_duration, budget=budget, spin_wait=spin_wait, per_gate=per_gate)
@@ -311,11 +305,13 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
 
-    result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
-                       image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log,
-                       backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks),
-                       gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator, fast_layout=fast_layout,
-                       freeze_static=freeze_static_gates, exits=_exit_blocks(exits))
+    with contextlib.ExitStack() as stack:
+        result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
+                           image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log,
+                           backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks),
+                           gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator,
+                           fast_layout=fast_layout, freeze_static=freeze_static_gates, exits=_exit_blocks(exits),
+                           progress=_lazy_progress(stack, runs, "timing"))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -348,7 +344,9 @@ def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file, f
     from .runtime.compare import compare_bundles, format_comparison
 
     names = [str(bundle_a), str(bundle_b)] if bundle_a.name == bundle_b.name else [bundle_a.name, bundle_b.name]
-    result = compare_bundles(dict(zip(names, [bundle_a, bundle_b])), data_dir, runs=runs, threads=threads)
+    with contextlib.ExitStack() as stack:
+        result = compare_bundles(dict(zip(names, [bundle_a, bundle_b])), data_dir, runs=runs, threads=threads,
+                                 progress=_lazy_progress(stack, runs, "timing"))
     click.echo(format_comparison(result))
     if json_file:
         write_result(json_file, result)
@@ -470,6 +468,19 @@ def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:
 
 def _progressbar(**kwargs):
     return click.progressbar(file=sys.stderr, show_pos=True, **kwargs)
+
+
+def _lazy_progress(stack: contextlib.ExitStack, length: int, label: str) -> Callable[[int], None]:
+    """``progress(n)`` for a bar opened on its first update, so that bad input found before the measured
+    work fails with one stderr line and no half-drawn bar."""
+    bars = []
+
+    def progress(n: int) -> None:
+        if not bars:
+            bars.append(stack.enter_context(_progressbar(length=length, label=label)))
+        bars[0].update(n)
+
+    return progress
 
 
 def main() -> None:

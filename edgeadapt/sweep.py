@@ -61,7 +61,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
               runs: int = 200, seed: int = 0, force: bool = False, resume: bool = False,
               log: Callable[[str], None] = print, backbone: dict | None = None,
               gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False,
-              freeze_static: bool = False, exits: list[int] | None = None) -> dict:
+              freeze_static: bool = False, exits: list[int] | None = None,
+              progress: Callable[[int], None] | None = None) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
@@ -70,7 +71,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     entry trains (``train --accelerator``, ``--fast-layout``). ``freeze_static``: how each entry exports
     (``export --freeze-static-gates``); a kept entry exported the other way is exported again, not retrained.
     ``exits``: where the exit-scope entries place their exits (``train --exits``; None: the backbone's default);
-    a kept exit entry trained with others stops the sweep before anything trains.
+    a kept exit entry trained with others stops the sweep before anything trains. ``progress(1)`` per input
+    timed, up to ``runs``.
     """
     from .data import check_data, holdout_samples
     from .export.bundle import export_run
@@ -123,7 +125,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     images = holdout_samples(arrays)
     runtimes = {e.name: Runtime(bundle_dir) for e, _, bundle_dir, _ in trained}
     log(f"timing {len(runtimes)} bundles at batch 1, interleaved, {runs} runs each...")
-    measured = measure_bundles(runtimes, images, targets, runs)
+    measured = measure_bundles(runtimes, images, targets, runs, progress)
     rows = [{**row, **_training_figures(e, run_dir, bundle_dir, metrics)}
             for row, (e, run_dir, bundle_dir, metrics) in zip(measured, trained)]
     _relative_to_dense(rows)

@@ -1,6 +1,7 @@
 """Bundles side by side on the same inputs: accuracy, macro-F1, and batch-1 latency timed in one rotation."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,9 @@ def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict:
 
 
 def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: int = 200,
-                    threads: int | None = None) -> dict:
-    """Score and time several bundles on one data folder (or the first bundle's held-out samples)."""
+                    threads: int | None = None, progress: Callable[[int], None] | None = None) -> dict:
+    """Score and time several bundles on one data folder (or the first bundle's held-out samples);
+    ``progress(1)`` per timed input, up to ``runs``."""
     runtimes = {name: Runtime(path, threads=threads) for name, path in bundles.items()}
     first = next(iter(runtimes.values()))
     kinds = {rt.kind for rt in runtimes.values()}
@@ -45,12 +47,13 @@ def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: in
                         "'label' column), named as the bundles' labels")
     return {"inputs": int(len(images)), "runs": runs, "threads": threads or "onnxruntime default",
             "data": str(data) if data else "held-out samples of the first bundle",
-            "entries": measure_bundles(runtimes, images, targets, runs)}
+            "entries": measure_bundles(runtimes, images, targets, runs, progress)}
 
 
-def measure_bundles(runtimes: dict[str, Runtime], images: np.ndarray, targets: np.ndarray, runs: int) -> list[dict]:
+def measure_bundles(runtimes: dict[str, Runtime], images: np.ndarray, targets: np.ndarray, runs: int,
+                    progress: Callable[[int], None] | None = None) -> list[dict]:
     """Per bundle: accuracy and macro-F1 on ``images``, batch-1 latency timed in one rotation, Pareto flag."""
-    times = time_interleaved({name: (rt, None) for name, rt in runtimes.items()}, images, runs)
+    times = time_interleaved({name: (rt, None) for name, rt in runtimes.items()}, images, runs, progress=progress)
     rows = [{"name": name, "bundle": str(rt.bundle.root), "mode": rt.bundle.manifest.get("mode", "sparse"),
              **score(rt, images, targets), "latency_ms": percentiles(times[name])} for name, rt in runtimes.items()]
     for row, front in zip(rows, pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])):
