@@ -9,7 +9,8 @@ from pathlib import Path
 from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig, check_buildable
 from .choices import model_kind
 from .errors import UserError
-from .rundir import RunDir, prepare_output, write_json
+from .rundir import CONFIG, METRICS, RunDir, prepare_output, write_json
+from .runtime.bundle import MANIFEST
 from .runtime.compare import measure_bundles, paired_p
 from .runtime.metrics import p_text
 from .runtime.session import Runtime
@@ -96,16 +97,16 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         prepare_output(out, force, "sweep")
     out.mkdir(parents=True, exist_ok=True)
     for entry in entries if resume else ():  # before any training: kept exits must be where this sweep wants them
-        if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / "config.json").exists():
+        if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / CONFIG).exists():
             _same_exits(out / "runs" / entry.name, exits, entry.name)
     trained = []
     for k, entry in enumerate(entries, 1):
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
         freeze = freeze_static and entry.mode == "sparse"  # the baselines have no gates to freeze
-        if resume and (bundle_dir / "manifest.json").exists() and (run_dir / "metrics.json").exists():
-            metrics = RunDir(run_dir).load_json("metrics.json")
+        if resume and (bundle_dir / MANIFEST).exists() and (run_dir / METRICS).exists():
+            metrics = RunDir(run_dir).load_json(METRICS)
             log(f"[{k}/{len(entries)}] {entry.name}: kept from the earlier sweep")
-            if RunDir(bundle_dir).load_json("manifest.json").get("freeze_static_gates", False) != freeze:
+            if RunDir(bundle_dir).load_json(MANIFEST).get("freeze_static_gates", False) != freeze:
                 export_run(run_dir, bundle_dir, force=True, log=lambda s: None, freeze_static=freeze)
                 log(f"[{k}/{len(entries)}] {entry.name}: exported again, "
                     f"{'with' if freeze else 'without'} --freeze-static-gates")
@@ -126,8 +127,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     runtimes = {e.name: Runtime(bundle_dir) for e, _, bundle_dir, _ in trained}
     log(f"timing {len(runtimes)} bundles at batch 1, interleaved, {runs} runs each...")
     measured = measure_bundles(runtimes, images, targets, runs, progress)
-    rows = [{**row, **_training_figures(e, run_dir, bundle_dir, metrics)}
-            for row, (e, run_dir, bundle_dir, metrics) in zip(measured, trained)]
+    rows = [{**row, **_training_figures(e, run_dir, runtimes[e.name].bundle.manifest, metrics)}
+            for row, (e, run_dir, _, metrics) in zip(measured, trained)]
     _relative_to_dense(rows)
     result = {"data": str(data), "backbone": backbone.get("backbone", "efficientnet_lite0"),
               "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs, "freeze_static_gates": freeze_static,
@@ -139,16 +140,17 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
 
 def _same_exits(run_dir: Path, exits: list[int], name: str) -> None:
     """A kept exit entry must have its exits where this sweep asks for them."""
-    trained = RunDir(run_dir).load_json("config.json")["config"]["exits"]
+    trained = RunDir(run_dir).load_json(CONFIG)["config"]["exits"]
     if list(exits) != trained:
         raise UserError(f"{name} in this sweep folder has exits after blocks {','.join(map(str, trained))}; resume "
                         f"with --exits {','.join(map(str, trained))}, or start a new sweep folder")
 
 
-def _training_figures(entry: SweepEntry, run_dir: Path, bundle_dir: Path, metrics: dict) -> dict:
-    """What the sweep adds to the bundle's measured row: its budget, compute, training cost and frozen gates."""
+def _training_figures(entry: SweepEntry, run_dir: Path, manifest: dict, metrics: dict) -> dict:
+    """What the sweep adds to the bundle's measured row: its budget, compute, training cost and the gates its
+    export froze (from the ``manifest`` the timed runtime loaded)."""
     return {"budget": entry.budget, "gate_scope": entry.gate_scope if entry.mode == "sparse" else None,
-            "static_gates": RunDir(bundle_dir).load_json("manifest.json").get("static_gates") or {},
+            "static_gates": manifest.get("static_gates") or {},
             "compute_fraction": metrics["compute_fraction"],
             "mac_saving": metrics["mac_saving"], "trainable_parameters": metrics["trainable_parameters"],
             "training_seconds": metrics["train_seconds"], "run": str(run_dir)}
