@@ -99,6 +99,9 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
               help="Gate scope exit: the backbone blocks after which an exit sits, comma-separated in order "
                    "[default: 2,4,7 on EfficientNet-Lite0, the ends of its stages]. Exits where the features cannot "
                    "tell the classes apart only cost time (docs/gating.md).")
+@click.option("--exit-distill", default=None, type=click.FloatRange(0.0),
+              help="Gate scope exit: each exit also learns the final head's softened predictions, at this weight "
+                   "(self-distillation; 0: labels only; see docs/gating.md) [default: 1.0].")
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
@@ -122,8 +125,8 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, mode, budget,
-          budget_statistic, gate_scope, exit_rule, exits, epochs, image_size, lr, open_weight, difficulty_weight, label_smoothing,
-          experts, top_k, holdout, calibration_fraction, seed, force, as_json) -> None:
+          budget_statistic, gate_scope, exit_rule, exits, exit_distill, epochs, image_size, lr, open_weight,
+          difficulty_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force, as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
     _need_training_extra()
@@ -133,6 +136,8 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
     exits = _exit_blocks(exits)
     if exits and (gate_scope != "exit" or mode != "sparse"):
         raise UserError("--exits places early exits; it needs --gate-scope exit (and --mode sparse)")
+    if exit_distill is not None and (gate_scope != "exit" or mode != "sparse"):
+        raise UserError("--exit-distill trains early exits; it needs --gate-scope exit (and --mode sparse)")
     try:
         config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
                                     budget_statistic=budget_statistic, exit_rule=exit_rule, experts=experts, top_k=top_k,
@@ -144,7 +149,8 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
         check_buildable(config, "--exits")
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight,
                         difficulty_weight=difficulty_weight, label_smoothing=label_smoothing, calibration_fraction=calibration_fraction,
-                        accelerator=accelerator, fast_layout=fast_layout)
+                        accelerator=accelerator, fast_layout=fast_layout,
+                        **({} if exit_distill is None else {"exit_distill": exit_distill}))
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports

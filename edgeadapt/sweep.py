@@ -142,8 +142,9 @@ def _same_exits(run_dir: Path, exits: list[int], name: str) -> None:
     """A kept exit entry must have its exits where this sweep asks for them."""
     trained = RunDir(run_dir).load_json(CONFIG)["config"]["exits"]
     if list(exits) != trained:
-        raise UserError(f"{name} in this sweep folder has exits after blocks {','.join(map(str, trained))}; resume "
-                        f"with --exits {','.join(map(str, trained))}, or start a new sweep folder")
+        where = ",".join(map(str, trained))
+        raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "
+                        f"resume with --exits {where}, or start a new sweep folder")
 
 
 def _training_figures(entry: SweepEntry, run_dir: Path, manifest: dict, metrics: dict) -> dict:

@@ -38,6 +38,7 @@ class TrainOptions:
     open_weight: float = 0.3  # weight of an every-gate-open loss (keeps the full network valid; ~1.6x step cost)
     balance_weight: float = 0.01  # adapter banks: pull toward every expert being used
     exit_weight: float = 0.5  # early exits: each exit's own cross-entropy (deep supervision)
+    exit_distill: float = 1.0  # early exits: also learn the final head's softened predictions (self-distillation)
     label_smoothing: float = 0.1  # every cross-entropy term: bounded logits, less over-confident gates and exits
     margin_weight: float = 0.1  # hinge on gate margins beyond ±gate_margin: keeps every gate's gradient alive
     gate_margin: float = 3.0
@@ -331,7 +332,7 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
                 if gated and opts.difficulty_weight:
                     loss = loss + opts.difficulty_weight * difficulty_loss(logits, open_logits, y[idx], spent)
             loss = loss + opts.balance_weight * model.balance_loss()  # adapter banks only
-            loss = loss + opts.exit_weight * model.exit_loss(y[idx], opts.label_smoothing)  # early exits only
+            loss = loss + opts.exit_weight * model.exit_loss(y[idx], opts.label_smoothing, opts.exit_distill)  # early exits only
             optim.zero_grad()
             loss.backward()
             optim.step()

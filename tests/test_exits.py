@@ -81,6 +81,30 @@ def test_confidence_exits_let_confident_inputs_leave() -> None:
     assert 0 < gates[:, 0].sum() < len(x)
 
 
+def test_exits_learn_from_the_final_head_without_moving_it() -> None:
+    """Self-distillation: the exit loss adds each exit's KL from the final head's softened predictions, and its
+    gradient reaches the exits, never the final head (the teacher is detached)."""
+    from edgeadapt.adapters.model import DISTILL_TEMPERATURE as T
+
+    torch.manual_seed(0)
+    m = create_model(GatedAdapterConfig(num_classes=3, image_size=IMAGE_SIZE, gate_scope="exit", exits=[4, 7])).train()
+    y = torch.tensor([0, 1, 2, 1])
+    m(_x(4), torch.zeros(2))
+    exits, final = m._exit_logits, m._final_logits
+    labels_only = m.exit_loss(y, 0.1)
+    ce = sum(torch.nn.functional.cross_entropy(e, y, label_smoothing=0.1) for e in exits) / 2
+    torch.testing.assert_close(labels_only, ce)
+    teacher = (final.detach() / T).softmax(1)
+    kl = sum((teacher * (teacher.log() - (e / T).log_softmax(1))).sum(1).mean() for e in exits) / 2
+    assert kl > 1e-4  # untrained exits disagree with the head, or the test shows nothing
+    with_kd = m.exit_loss(y, 0.1, distill=0.5)
+    torch.testing.assert_close(with_kd, ce + 0.5 * T * T * kl, rtol=1e-5, atol=1e-6)
+    m.zero_grad()
+    (with_kd - labels_only).backward()
+    assert m.head.weight.grad is None or not m.head.weight.grad.any()
+    assert m.exit_heads[0].classifier.weight.grad.abs().sum() > 0
+
+
 def test_uncertainty_is_the_log_odds_of_the_top_class() -> None:
     from edgeadapt.adapters.layer import uncertainty
 

@@ -62,7 +62,7 @@ class GatedModel(nn.Module):
 
         return len(self.gate_names) + sum(len(m.experts) for m in self.modules() if isinstance(m, AdapterBank))
 
-    def exit_loss(self, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    def exit_loss(self, targets: torch.Tensor, label_smoothing: float = 0.0, distill: float = 0.0) -> torch.Tensor:
         """Deep supervision of early exits from the last training forward (0 without exits)."""
         return torch.zeros(())
 

@@ -13,6 +13,8 @@ from .layer import BottleneckAdapter, ExitHead, Gate, GatedBlock, conditional, s
 
 __all__ = ["CLOSE_ALL", "OPEN_ALL", "GatedAdapterModel", "gate_name"]
 
+DISTILL_TEMPERATURE = 2.0  # softens the final head's predictions that the exits learn from (exit_loss)
+
 
 class GatedAdapterModel(GatedModel):
     """Frozen backbone + gated adapters + a new classifier head.
@@ -137,6 +139,7 @@ class GatedAdapterModel(GatedModel):
             going = going * torch.sigmoid(margin)
             reach.append(going)  # probability of running the segment after exit j
         logits = self.final_logits(self.run_segment(len(self.exit_heads), h))
+        self._final_logits = logits  # the exits' teacher (exit_loss)
         if learned:
             for g, e in zip(reversed(gates), reversed(exits)):  # from the back: stay (g = 1) or leave at this exit
                 logits = g * logits + (1 - g) * e
@@ -168,12 +171,19 @@ class GatedAdapterModel(GatedModel):
         logits, rest = out
         return logits, torch.cat([margin, rest], dim=1)
 
-    def exit_loss(self, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-        """Mean cross-entropy of every exit's prediction, so exits learn whether or not inputs leave there."""
+    def exit_loss(self, targets: torch.Tensor, label_smoothing: float = 0.0, distill: float = 0.0) -> torch.Tensor:
+        """Mean over exits of each exit's cross-entropy, so exits learn whether or not inputs leave there, plus
+        ``distill`` times its KL divergence from the final head's softened, detached predictions (self-distillation:
+        the final head's view of which classes look alike is a richer target than the label)."""
         exits = getattr(self, "_exit_logits", [])
         if not exits:
             return torch.zeros(())
-        return sum(F.cross_entropy(e, targets, label_smoothing=label_smoothing) for e in exits) / len(exits)
+        loss = sum(F.cross_entropy(e, targets, label_smoothing=label_smoothing) for e in exits)
+        if distill:
+            teacher = F.softmax(self._final_logits.detach() / DISTILL_TEMPERATURE, dim=1)
+            loss = loss + distill * DISTILL_TEMPERATURE ** 2 * sum(
+                F.kl_div(F.log_softmax(e / DISTILL_TEMPERATURE, dim=1), teacher, reduction="batchmean") for e in exits)
+        return loss / len(exits)
 
     def set_temperature(self, t: float) -> None:
         super().set_temperature(t)
