@@ -131,3 +131,26 @@ def test_check_parity_catches_an_altered_gate(trained: Trained, trained_model, x
     path = _altered(trained.bundle / "model.onnx", tmp_path / "gate.onnx", name, lambda b: b - 1e4)
     with pytest.raises(ParityError, match="gate decisions differ from PyTorch with gates deployed"):
         check_parity(trained_model, path, {"input": x[:4]})
+
+
+def test_check_parity_lets_a_sample_on_a_tie_go_either_way(trained: Trained, trained_model, x: np.ndarray,
+                                                           tmp_path: Path) -> None:
+    """A sample whose gate logit sits 2e-4 above the threshold: the ONNX graph, its gate bias nudged by -4e-4,
+    closes that gate. Float32 rounding can do the same to a real sample, so parity must accept it."""
+    site = trained_model.blocks[trained_model.config.gated_blocks[0]]
+    with torch.no_grad():
+        logit = float(site.gate(trained_model.prefix(torch.from_numpy(x[:4])))[0, 0])
+    kept = trained_model.thresholds.clone()
+    name = f"backbone._blocks.{trained_model.config.gated_blocks[0]}.gate.proj.bias"
+    path = _altered(trained.bundle / "model.onnx", tmp_path / "tie.onnx", name, lambda b: b - 4e-4)
+    try:
+        trained_model.thresholds[0] = logit - 2e-4
+        thr = trained_model.thresholds.numpy().copy()
+        _, ref_gates = _torch(trained_model, x[:4], thr)
+        _, onnx_gates = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
+            None, {"input": x[:4], "gate_thresholds": thr})
+        assert ref_gates[0, 0] and not onnx_gates[0, 0]  # the tie went the other way, or the test shows nothing
+        report = check_parity(trained_model, path, {"input": x[:4]})
+    finally:
+        trained_model.thresholds.copy_(kept)
+    assert 0.0 <= report["deployed"] <= TOL
