@@ -101,7 +101,7 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
                    "tell the classes apart only cost time (docs/gating.md).")
 @click.option("--exit-distill", default=None, type=click.FloatRange(0.0),
               help="Gate scope exit: each exit also learns the final head's softened predictions, at this weight "
-                   "(self-distillation; 0: labels only; see docs/gating.md) [default: 1.0].")
+                   "(self-distillation; see docs/gating.md) [default: 0, labels only].")
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
@@ -302,11 +302,13 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
 @click.option("--resume", is_flag=True, help="Keep the entries an interrupted sweep in --out finished; do the rest.")
 @click.option("--exits", default=None, help="Where the exit-scope entries place their exits, as train --exits.")
+@click.option("--exit-distill", default=0.0, show_default=True, type=click.FloatRange(0.0),
+              help="How the exit-scope entries learn from the final head, as train --exit-distill.")
 @click.option("--freeze-static-gates", is_flag=True, help="Export every sparse entry as 'export --freeze-static-gates' does: "
               + FREEZE_STATIC_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
 def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, budgets, modes, gate_scopes,
-          epochs, image_size, runs, seed, force, resume, exits, freeze_static_gates, as_json) -> None:
+          epochs, image_size, runs, seed, force, resume, exits, exit_distill, freeze_static_gates, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
@@ -317,6 +319,7 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
                            backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks),
                            gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator,
                            fast_layout=fast_layout, freeze_static=freeze_static_gates, exits=_exit_blocks(exits),
+                           exit_distill=exit_distill,
                            progress=_lazy_progress(stack, runs, "timing"))
     if as_json:
         click.echo(json.dumps(result, indent=2))

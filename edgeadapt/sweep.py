@@ -62,7 +62,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
               runs: int = 200, seed: int = 0, force: bool = False, resume: bool = False,
               log: Callable[[str], None] = print, backbone: dict | None = None,
               gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False,
-              freeze_static: bool = False, exits: list[int] | None = None,
+              freeze_static: bool = False, exits: list[int] | None = None, exit_distill: float = 0.0,
               progress: Callable[[int], None] | None = None) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
@@ -72,7 +72,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     entry trains (``train --accelerator``, ``--fast-layout``). ``freeze_static``: how each entry exports
     (``export --freeze-static-gates``); a kept entry exported the other way is exported again, not retrained.
     ``exits``: where the exit-scope entries place their exits (``train --exits``; None: the backbone's default);
-    a kept exit entry trained with others stops the sweep before anything trains. ``progress(1)`` per input
+    a kept exit entry trained with others, or with another ``exit_distill`` (``train --exit-distill``), stops the
+    sweep before anything trains. ``progress(1)`` per input
     timed, up to ``runs``.
     """
     from .data import check_data, holdout_samples
@@ -98,7 +99,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     out.mkdir(parents=True, exist_ok=True)
     for entry in entries if resume else ():  # before any training: kept exits must be where this sweep wants them
         if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / CONFIG).exists():
-            _same_exits(out / "runs" / entry.name, exits, entry.name)
+            _same_exits(out / "runs" / entry.name, exits, exit_distill, entry.name)
     trained = []
     for k, entry in enumerate(entries, 1):
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
@@ -116,7 +117,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
                                     gate_scope=entry.gate_scope, exits=list(exits or []) if entry.gate_scope == "exit" else [],
                                     **backbone)
-        opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed, accelerator=accelerator, fast_layout=fast_layout)
+        opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed, accelerator=accelerator, fast_layout=fast_layout,
+                            exit_distill=exit_distill)
         metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None, freeze_static=freeze)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
@@ -138,9 +140,14 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     return result
 
 
-def _same_exits(run_dir: Path, exits: list[int], name: str) -> None:
-    """A kept exit entry must have its exits where this sweep asks for them."""
-    trained = RunDir(run_dir).load_json(CONFIG)["config"]["exits"]
+def _same_exits(run_dir: Path, exits: list[int], exit_distill: float, name: str) -> None:
+    """A kept exit entry must have its exits where this sweep asks for them, trained the way it asks."""
+    saved = RunDir(run_dir).load_json(CONFIG)
+    trained = saved["config"]["exits"]
+    distilled = saved["train"].get("exit_distill", 0.0)  # runs from before the option learned from labels only
+    if distilled != exit_distill:
+        raise UserError(f"{name} in this sweep folder was trained with --exit-distill {distilled:g}; resume with "
+                        f"--exit-distill {distilled:g}, or start a new sweep folder")
     if list(exits) != trained:
         where = ",".join(map(str, trained))
         raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "

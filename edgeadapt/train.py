@@ -38,7 +38,7 @@ class TrainOptions:
     open_weight: float = 0.3  # weight of an every-gate-open loss (keeps the full network valid; ~1.6x step cost)
     balance_weight: float = 0.01  # adapter banks: pull toward every expert being used
     exit_weight: float = 0.5  # early exits: each exit's own cross-entropy (deep supervision)
-    exit_distill: float = 1.0  # early exits: also learn the final head's softened predictions (self-distillation)
+    exit_distill: float = 0.0  # early exits: also learn the final head's softened predictions (self-distillation)
     label_smoothing: float = 0.1  # every cross-entropy term: bounded logits, less over-confident gates and exits
     margin_weight: float = 0.1  # hinge on gate margins beyond ±gate_margin: keeps every gate's gradient alive
     gate_margin: float = 3.0

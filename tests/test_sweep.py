@@ -268,6 +268,20 @@ def test_resume_refuses_exits_placed_elsewhere_before_training(sweep: Path, trai
     assert "training..." not in proc.stderr and not (copy / "runs" / "dense").exists()
 
 
+def test_resume_refuses_exits_trained_another_way(sweep: Path, trained: Trained, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    shutil.rmtree(copy / "runs" / "dense")
+    proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--budgets", "0.5", "--epochs", "1",
+                   "--gate-scopes", "block,exit", "--exit-distill", "1", "--image-size", IMAGE_SIZE, "--resume")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert ("sparse-exit@0.5 in this sweep folder was trained with --exit-distill 0; resume with --exit-distill 0, "
+            "or start a new sweep folder") in proc.stderr
+    assert "training..." not in proc.stderr and not (copy / "runs" / "dense").exists()
+
+
 def test_compare_never_replaces_a_file_without_force(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine.json"
     out.write_text("the user's own file")
