@@ -149,8 +149,7 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
         check_buildable(config, "--exits")
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight,
                         difficulty_weight=difficulty_weight, label_smoothing=label_smoothing, calibration_fraction=calibration_fraction,
-                        accelerator=accelerator, fast_layout=fast_layout,
-                        **({} if exit_distill is None else {"exit_distill": exit_distill}))
+                        exit_distill=exit_distill or 0.0, accelerator=accelerator, fast_layout=fast_layout)
     metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
                            progress_bar=_progressbar)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports

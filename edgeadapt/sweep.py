@@ -89,6 +89,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             raise UserError(f"--gate-scopes {scope}: {exc}") from None
     if exits and "exit" not in gate_scopes:
         raise UserError("--exits places early exits; it needs exit in --gate-scopes")
+    if exit_distill and "exit" not in gate_scopes:
+        raise UserError("--exit-distill trains early exits; it needs exit in --gate-scopes")
     if "exit" in gate_scopes and "sparse" in modes:  # the blocks the exits go after, the default's included
         exits = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
                                                    **backbone), "--exits").exits
@@ -99,7 +101,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     out.mkdir(parents=True, exist_ok=True)
     for entry in entries if resume else ():  # before any training: kept exits must be where this sweep wants them
         if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / CONFIG).exists():
-            _same_exits(out / "runs" / entry.name, exits, exit_distill, entry.name)
+            _kept_exits_match(out / "runs" / entry.name, exits, exit_distill, entry.name)
     trained = []
     for k, entry in enumerate(entries, 1):
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
@@ -140,7 +142,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     return result
 
 
-def _same_exits(run_dir: Path, exits: list[int], exit_distill: float, name: str) -> None:
+def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, name: str) -> None:
     """A kept exit entry must have its exits where this sweep asks for them, trained the way it asks."""
     saved = RunDir(run_dir).load_json(CONFIG)
     trained = saved["config"]["exits"]

@@ -187,6 +187,8 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     (["--budgets", "0.5,half"], "error: --budgets must be a comma-separated list, got '0.5,half'"),
     (["--budgets", "1.5"], "error: --budgets must be fractions in (0, 1], got [1.5]"),
     (["--gate-scopes", "block,everywhere"], "error: unknown gate scope(s) everywhere; choose from block, adapter, exit"),
+    (["--exits", "7"], "error: --exits places early exits; it needs exit in --gate-scopes"),
+    (["--exit-distill", "1"], "error: --exit-distill trains early exits; it needs exit in --gate-scopes"),
     (["--data", "/nonexistent/parts"],
      "error: data folder /nonexistent/parts does not exist; pass a folder with one sub-folder per class"),
 ])
