@@ -256,31 +256,23 @@ def test_resume_with_freeze_static_gates_exports_again_without_retraining(sweep:
         assert [g["name"] for g in manifest["gates"]] == [g for g in rates if g not in frozen]
 
 
-def test_resume_refuses_exits_placed_elsewhere_before_training(sweep: Path, trained: Trained, tmp_path: Path) -> None:
+@pytest.mark.parametrize("args, message", [
+    (["--exits", "7"], "sparse-exit@0.5 in this sweep folder has exits after blocks 2,4,7; resume with --exits 2,4,7, "
+                       "or start a new sweep folder"),
+    (["--exit-distill", "1"], "sparse-exit@0.5 in this sweep folder was trained with --exit-distill 0; resume with "
+                              "--exit-distill 0, or start a new sweep folder"),
+])
+def test_resume_refuses_exits_trained_otherwise_before_training(sweep: Path, trained: Trained, tmp_path: Path,
+                                                                 args: list[str], message: str) -> None:
     import shutil
 
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy)
     shutil.rmtree(copy / "runs" / "dense")  # would be retrained first if the check came late
     proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--budgets", "0.5", "--epochs", "1",
-                   "--gate-scopes", "block,exit", "--exits", "7", "--image-size", IMAGE_SIZE, "--resume")
+                   "--gate-scopes", "block,exit", *args, "--image-size", IMAGE_SIZE, "--resume")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert ("sparse-exit@0.5 in this sweep folder has exits after blocks 2,4,7; resume with --exits 2,4,7, "
-            "or start a new sweep folder") in proc.stderr
-    assert "training..." not in proc.stderr and not (copy / "runs" / "dense").exists()
-
-
-def test_resume_refuses_exits_trained_another_way(sweep: Path, trained: Trained, tmp_path: Path) -> None:
-    import shutil
-
-    copy = tmp_path / "sweep"
-    shutil.copytree(sweep, copy)
-    shutil.rmtree(copy / "runs" / "dense")
-    proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--budgets", "0.5", "--epochs", "1",
-                   "--gate-scopes", "block,exit", "--exit-distill", "1", "--image-size", IMAGE_SIZE, "--resume")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert ("sparse-exit@0.5 in this sweep folder was trained with --exit-distill 0; resume with --exit-distill 0, "
-            "or start a new sweep folder") in proc.stderr
+    assert message in proc.stderr
     assert "training..." not in proc.stderr and not (copy / "runs" / "dense").exists()
 
 
