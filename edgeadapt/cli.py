@@ -102,6 +102,12 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--exit-distill", default=None, type=click.FloatRange(0.0),
               help="Gate scope exit: each exit also learns the final head's softened predictions, at this weight "
                    "(self-distillation; see docs/gating.md) [default: 0, labels only].")
+@click.option("--exit-expand", default=None, type=click.IntRange(0, 16),
+              help="Gate scope exit: each exit head widens its features this many times with a 1x1 conv before "
+                   "pooling, so more inputs are sure enough to leave (0: none; see docs/gating.md) [default: 4].")
+@click.option("--exit-joint", is_flag=True,
+              help="Gate scope exit: the exits' loss also trains the adapters before them (deep supervision); by "
+                   "default each exit learns on detached features, so the final head trains as dense's does.")
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
@@ -125,7 +131,8 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, mode, budget,
-          budget_statistic, gate_scope, exit_rule, exits, exit_distill, epochs, image_size, lr, open_weight,
+          budget_statistic, gate_scope, exit_rule, exits, exit_distill, exit_expand, exit_joint, epochs, image_size, lr,
+          open_weight,
           difficulty_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force, as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
@@ -138,10 +145,14 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
         raise UserError("--exits places early exits; it needs --gate-scope exit (and --mode sparse)")
     if exit_distill is not None and (gate_scope != "exit" or mode != "sparse"):
         raise UserError("--exit-distill trains early exits; it needs --gate-scope exit (and --mode sparse)")
+    if exit_expand is not None and (gate_scope != "exit" or mode != "sparse"):
+        raise UserError("--exit-expand shapes early exits; it needs --gate-scope exit (and --mode sparse)")
+    if exit_joint and (gate_scope != "exit" or mode != "sparse"):
+        raise UserError("--exit-joint trains early exits; it needs --gate-scope exit (and --mode sparse)")
     try:
         config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
                                     budget_statistic=budget_statistic, exit_rule=exit_rule, experts=experts, top_k=top_k,
-                                    exits=exits or [],
+                                    exits=exits or [], exit_joint=exit_joint, **_exit_expand(exit_expand),
                                     **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -303,11 +314,16 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--exits", default=None, help="Where the exit-scope entries place their exits, as train --exits.")
 @click.option("--exit-distill", default=0.0, show_default=True, type=click.FloatRange(0.0),
               help="How the exit-scope entries learn from the final head, as train --exit-distill.")
+@click.option("--exit-expand", default=None, type=click.IntRange(0, 16),
+              help="How wide the exit-scope entries' exit heads are, as train --exit-expand [default: 4].")
+@click.option("--exit-joint", is_flag=True, help="The exit-scope entries' exits also train the adapters before them, "
+              "as train --exit-joint.")
 @click.option("--freeze-static-gates", is_flag=True, help="Export every sparse entry as 'export --freeze-static-gates' does: "
               + FREEZE_STATIC_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
 def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, budgets, modes, gate_scopes,
-          epochs, image_size, runs, seed, force, resume, exits, exit_distill, freeze_static_gates, as_json) -> None:
+          epochs, image_size, runs, seed, force, resume, exits, exit_distill, exit_expand, exit_joint,
+          freeze_static_gates, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
@@ -318,7 +334,7 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
                            backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks),
                            gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator,
                            fast_layout=fast_layout, freeze_static=freeze_static_gates, exits=_exit_blocks(exits),
-                           exit_distill=exit_distill,
+                           exit_distill=exit_distill, exit_expand=exit_expand, exit_joint=exit_joint,
                            progress=_lazy_progress(stack, runs, "timing"))
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -378,6 +394,11 @@ def _exit_blocks(text: str | None) -> list[int] | None:
     if not blocks:
         raise UserError("--exits is empty; name the blocks after which an exit sits, e.g. --exits 4,7")
     return blocks
+
+
+def _exit_expand(value: int | None) -> dict:
+    """``--exit-expand`` as config fields: none when not given, so the config's default holds."""
+    return {} if value is None else {"exit_expand": value}
 
 
 def _csv(text: str, kind, option: str) -> list:

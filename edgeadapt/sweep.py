@@ -12,6 +12,7 @@ from .errors import UserError
 from .rundir import CONFIG, METRICS, RunDir, prepare_output, write_json
 from .runtime.bundle import MANIFEST
 from .runtime.compare import measure_bundles, paired_p
+from .runtime.host import host_text
 from .runtime.metrics import p_text
 from .runtime.session import Runtime
 from .train import TrainOptions, default_lr, run_training
@@ -63,7 +64,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
               log: Callable[[str], None] = print, backbone: dict | None = None,
               gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False,
               freeze_static: bool = False, exits: list[int] | None = None, exit_distill: float = 0.0,
-              progress: Callable[[int], None] | None = None) -> dict:
+              exit_expand: int | None = None, exit_joint: bool = False, progress: Callable[[int], None] | None = None) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
@@ -72,8 +73,9 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     entry trains (``train --accelerator``, ``--fast-layout``). ``freeze_static``: how each entry exports
     (``export --freeze-static-gates``); a kept entry exported the other way is exported again, not retrained.
     ``exits``: where the exit-scope entries place their exits (``train --exits``; None: the backbone's default);
-    a kept exit entry trained with others, or with another ``exit_distill`` (``train --exit-distill``), stops the
-    sweep before anything trains. ``progress(1)`` per input
+    a kept exit entry trained with others, or with another ``exit_distill``, ``exit_expand`` or ``exit_joint``
+    (``train --exit-distill``, ``--exit-expand``, ``--exit-joint``; ``exit_expand`` None: the config's default),
+    stops the sweep before anything trains. ``progress(1)`` per input
     timed, up to ``runs``.
     """
     from .data import check_data, holdout_samples
@@ -91,9 +93,15 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         raise UserError("--exits places early exits; it needs exit in --gate-scopes")
     if exit_distill and "exit" not in gate_scopes:
         raise UserError("--exit-distill trains early exits; it needs exit in --gate-scopes")
+    if exit_expand is not None and "exit" not in gate_scopes:
+        raise UserError("--exit-expand shapes early exits; it needs exit in --gate-scopes")
+    if exit_joint and "exit" not in gate_scopes:
+        raise UserError("--exit-joint trains early exits; it needs exit in --gate-scopes")
+    expand = {"exit_joint": exit_joint, **({} if exit_expand is None else {"exit_expand": exit_expand})}
     if "exit" in gate_scopes and "sparse" in modes:  # the blocks the exits go after, the default's included
-        exits = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
-                                                   **backbone), "--exits").exits
+        built = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
+                                                   **expand, **backbone), "--exits")
+        exits, exit_expand = built.exits, built.exit_expand
     check_data(data, GatedAdapterConfig(image_size=image_size, **backbone))  # before the sweep folder exists
     out = Path(out)
     if not resume:
@@ -101,7 +109,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     out.mkdir(parents=True, exist_ok=True)
     for entry in entries if resume else ():  # before any training: kept exits must be where this sweep wants them
         if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / CONFIG).exists():
-            _kept_exits_match(out / "runs" / entry.name, exits, exit_distill, entry.name)
+            _kept_exits_match(out / "runs" / entry.name, exits, exit_distill, exit_expand, exit_joint, entry.name)
     trained = []
     for k, entry in enumerate(entries, 1):
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
@@ -118,7 +126,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         log(f"[{k}/{len(entries)}] {entry.name}: training...")
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
                                     gate_scope=entry.gate_scope, exits=list(exits or []) if entry.gate_scope == "exit" else [],
-                                    **backbone)
+                                    **(expand if entry.gate_scope == "exit" else {}), **backbone)
         opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed, accelerator=accelerator, fast_layout=fast_layout,
                             exit_distill=exit_distill)
         metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
@@ -130,26 +138,37 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     images = holdout_samples(arrays)
     runtimes = {e.name: Runtime(bundle_dir) for e, _, bundle_dir, _ in trained}
     log(f"timing {len(runtimes)} bundles at batch 1, interleaved, {runs} runs each...")
-    measured = measure_bundles(runtimes, images, targets, runs, progress)
+    measured, host = measure_bundles(runtimes, images, targets, runs, progress)
     rows = [{**row, **_training_figures(e, run_dir, runtimes[e.name].bundle.manifest, metrics)}
             for row, (e, run_dir, _, metrics) in zip(measured, trained)]
     _relative_to_dense(rows)
     result = {"data": str(data), "backbone": backbone.get("backbone", "efficientnet_lite0"),
               "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs, "freeze_static_gates": freeze_static,
-              "heldout_inputs": int(len(images)), "entries": rows, "summary": summarize(rows)}
+              "heldout_inputs": int(len(images)), "host": host, "entries": rows, "summary": summarize(rows)}
     write_json(out / SWEEP_JSON, result)
     plot_tradeoff(rows, out / SWEEP_PNG, f"{Path(data).name}: {len(images)} held-out inputs, batch 1 on this host")
     return result
 
 
-def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, name: str) -> None:
-    """A kept exit entry must have its exits where this sweep asks for them, trained the way it asks."""
+def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, exit_expand: int, exit_joint: bool,
+                      name: str) -> None:
+    """A kept exit entry must have its exits where this sweep asks for them, built and trained the way it asks."""
     saved = RunDir(run_dir).load_json(CONFIG)
-    trained = saved["config"]["exits"]
+    try:  # fields older runs lack get the values those runs were built with
+        built = GatedAdapterConfig.from_dict(saved["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{run_dir / CONFIG} has a bad config ({exc}); start a new sweep folder") from None
+    trained = built.exits
     distilled = saved["train"].get("exit_distill", 0.0)  # runs from before the option learned from labels only
     if distilled != exit_distill:
         raise UserError(f"{name} in this sweep folder was trained with --exit-distill {distilled:g}; resume with "
                         f"--exit-distill {distilled:g}, or start a new sweep folder")
+    if built.exit_expand != exit_expand:
+        raise UserError(f"{name} in this sweep folder has exit heads built with --exit-expand {built.exit_expand}; "
+                        f"resume with --exit-expand {built.exit_expand}, or start a new sweep folder")
+    if built.exit_joint != exit_joint:
+        raise UserError(f"{name} in this sweep folder was trained {'with' if built.exit_joint else 'without'} "
+                        f"--exit-joint; resume {'with' if built.exit_joint else 'without'} it, or start a new sweep folder")
     if list(exits) != trained:
         where = ",".join(map(str, trained))
         raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "
@@ -214,6 +233,8 @@ def format_sweep(result: dict) -> str:
     else:
         lines.append("no sparse model is within 1 point of dense accuracy")
     lines += _static_lines(result)
+    if result.get("host"):  # sweep.json files from before session 14 lack it
+        lines.append(host_text(result["host"]))
     return "\n".join(lines)
 
 

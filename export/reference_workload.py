@@ -47,9 +47,9 @@ def build() -> onnx.ModelProto:
 
 
 def shipped_path() -> Path:
-    from ..runtime import calibrate
+    from ..runtime import host
 
-    return calibrate.REFERENCE_PATH
+    return host.REFERENCE_PATH
 
 
 if __name__ == "__main__":

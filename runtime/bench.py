@@ -18,6 +18,7 @@ from ..errors import UserError
 from .bundle import DENSE, load_bundle, require_gates
 from .calibrate import estimate_on_target
 from .devices import HOST, DeviceProfile, resolve_profile
+from .host import HostProbe, host_text
 from .preprocess import load_image
 from .session import ALL_CLOSED, ALL_OPEN, Runtime
 
@@ -46,14 +47,16 @@ Setting = tuple[Runtime, "np.ndarray | None"]  # a runtime and its gate threshol
 
 def time_interleaved(settings: dict[str, Setting], images: np.ndarray, runs: int, warmup: int = 10,
                      min_duration_s: float = 0.0, record: Callable[[str, int, tuple], None] | None = None,
-                     progress: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+                     progress: Callable[[int], None] | None = None,
+                     probe: Callable[[], None] | None = None) -> dict[str, list[float]]:
     """ms per call of every setting on the same inputs, after ``warmup`` inputs per session.
 
     Settings of one runtime run input by input in turn, so drift on a busy machine hits them alike. Separate
     runtimes (sessions) take turns of SESSION_TURN inputs, each turn opened by one untimed round: switching
     sessions on every call would time each with the other's weights in the caches. Runs until every setting has
     ``runs`` calls and ``min_duration_s`` has passed; ``record(name, i, outputs)`` sees every timed call and
-    ``progress(1)`` every input done, up to ``runs``.
+    ``progress(1)`` every input done, up to ``runs``. ``probe()`` (a ``HostProbe``) runs before every turn, and
+    then every session opens its turn with an untimed round.
     """
     groups: dict[int, list[str]] = {}
     for name, (rt, _) in settings.items():
@@ -77,8 +80,10 @@ def time_interleaved(settings: dict[str, Setting], images: np.ndarray, runs: int
     started, done = time.perf_counter(), 0
     while done < runs or time.perf_counter() - started < min_duration_s:
         turn = range(done, done + (min(SESSION_TURN, runs - done) if done < runs else SESSION_TURN))
+        if probe is not None:
+            probe()
         for key, names in groups.items():
-            if len(groups) > 1:  # one untimed round: this session's threads and caches were the other's
+            if len(groups) > 1 or probe is not None:  # untimed: threads and caches were another session's
                 for name in names:
                     call(key, name, turn[0])
             for i in turn:
@@ -208,7 +213,9 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
                 correct += int(out[0][0].argmax() == targets[i % len(images)])
 
     started = time.perf_counter()
-    times = time_interleaved({"gated": (rt, None), **others}, images, runs, warmup, min_duration_s, record, progress)
+    probe = HostProbe(threads, spin_wait)
+    times = time_interleaved({"gated": (rt, None), **others}, images, runs, warmup, min_duration_s, record, progress,
+                             probe)
     gated_ms = times.pop("gated")
     single_ms = {key.removeprefix(CLOSED_ALONE): times.pop(key) for key in singles}
     other_ms, i = times, len(gated_ms)
@@ -236,6 +243,7 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         "gate_rates": dict(zip(rt.bundle.gate_names, map(float, rates))),
         "accuracy": correct / i if targets is not None else None,
         "peak_rss_mb": peak_rss_mb(),
+        "host": probe.summary(),
     }
     if single_ms:
         result["per_gate"] = per_gate_figures(single_ms, other_ms, result["gate_rates"], bundle.manifest["gates"],
@@ -358,6 +366,7 @@ def format_table(r: dict) -> str:
             f"   cold start {r['cold_start_ms']:.0f} ms (fresh process: import + session + first inference)"
             if "cold_start_ms" in r else ""),
         f"peak memory   {r['peak_rss_mb']:.0f} MB resident",
+        *([host_text(r["host"])] if r.get("host") else []),
     ]
     if "budgets" in r:
         lines.append(format_verdict(r))

@@ -13,24 +13,17 @@ import numpy as np
 import onnxruntime as ort
 
 from .devices import Calibration, DeviceProfile, local_profiles_dir, to_toml
-from .providers import open_session
+from .host import HostProbe
 
 REFERENCE = "mbconv-v1"
-REFERENCE_PATH = Path(__file__).with_name("reference_workload.onnx")
 
 
 def measure_reference(profile: DeviceProfile, runs: int = 100, warmup: int = 10) -> float:
     """Median batch-1 latency (ms) of the reference workload under the profile's threads and providers."""
-    x = np.random.default_rng(0).standard_normal((1, 32, 56, 56)).astype(np.float32)
-    opened = open_session(REFERENCE_PATH, list(profile.runtime.execution_providers), profile.runtime.threads,
-                          {"input": x}, profile.runtime.spin_wait)
-    times = []
-    for i in range(warmup + runs):
-        start = time.perf_counter()
-        opened.session.run(None, {"input": x})
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+    probe = HostProbe(profile.runtime.threads, profile.runtime.spin_wait, list(profile.runtime.execution_providers))
+    for _ in range(warmup + runs):
+        probe()
+    return float(np.median(probe.ms[warmup:]))
 
 
 def calibrate(profile: DeviceProfile, runs: int = 100) -> tuple[DeviceProfile, Path]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import UserError
 from .bench import load_inputs, percentiles, time_interleaved
+from .host import HostProbe, host_text
 from .metrics import accuracy, accuracy_interval, macro_f1, mcnemar_p, p_text, pareto_front
 from .session import Runtime
 
@@ -45,20 +46,24 @@ def compare_bundles(bundles: dict[str, Path], data: Path | None = None, runs: in
     if targets is None:
         raise UserError(f"--data {data} needs a label for every input (a sub-folder per class, or a CSV "
                         "'label' column), named as the bundles' labels")
+    rows, host = measure_bundles(runtimes, images, targets, runs, progress, threads)
     return {"inputs": int(len(images)), "runs": runs, "threads": threads or "onnxruntime default",
-            "data": str(data) if data else "held-out samples of the first bundle",
-            "entries": measure_bundles(runtimes, images, targets, runs, progress)}
+            "data": str(data) if data else "held-out samples of the first bundle", "host": host, "entries": rows}
 
 
 def measure_bundles(runtimes: dict[str, Runtime], images: np.ndarray, targets: np.ndarray, runs: int,
-                    progress: Callable[[int], None] | None = None) -> list[dict]:
-    """Per bundle: accuracy and macro-F1 on ``images``, batch-1 latency timed in one rotation, Pareto flag."""
-    times = time_interleaved({name: (rt, None) for name, rt in runtimes.items()}, images, runs, progress=progress)
+                    progress: Callable[[int], None] | None = None,
+                    threads: int | None = None) -> tuple[list[dict], dict]:
+    """Per bundle: accuracy and macro-F1 on ``images``, batch-1 latency timed in one rotation, Pareto flag;
+    and how steadily the host ran meanwhile (``host_summary``)."""
+    probe = HostProbe(threads)
+    times = time_interleaved({name: (rt, None) for name, rt in runtimes.items()}, images, runs, progress=progress,
+                             probe=probe)
     rows = [{"name": name, "bundle": str(rt.bundle.root), "mode": rt.bundle.manifest.get("mode", "sparse"),
              **score(rt, images, targets), "latency_ms": percentiles(times[name])} for name, rt in runtimes.items()]
     for row, front in zip(rows, pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])):
         row["pareto"] = front
-    return rows
+    return rows, probe.summary()
 
 
 def paired_p(a: dict, b: dict) -> float:
@@ -81,4 +86,6 @@ def format_comparison(result: dict) -> str:
     if len(rows) == 2:
         lines.append(f"accuracy gap {abs(rows[0]['accuracy'] - rows[1]['accuracy']) * 100:.1f} points, "
                      + p_text(paired_p(*rows)))
+    if result.get("host"):
+        lines.append(host_text(result["host"]))
     return "\n".join(lines)

@@ -10,8 +10,9 @@ import onnx
 import pytest
 from conftest import Trained, run_cli
 from edgeadapt.export.reference_workload import build
-from edgeadapt.runtime.calibrate import REFERENCE_PATH, estimate_on_target
+from edgeadapt.runtime.calibrate import estimate_on_target
 from edgeadapt.runtime.devices import load_profile, local_profiles_dir
+from edgeadapt.runtime.host import REFERENCE_PATH
 from onnx import numpy_helper
 from test_bench_device import write_profile
 

@@ -75,6 +75,8 @@ def test_train_into_existing_folder_without_force(trained: Trained, tmp_path: Pa
     (["--gate-scope", "exit", "--exits", ","], "--exits is empty; name the blocks after which an exit sits"),
     (["--exits", "7"], "--exits places early exits; it needs --gate-scope exit"),
     (["--exit-distill", "0.5"], "--exit-distill trains early exits; it needs --gate-scope exit"),
+    (["--exit-expand", "2"], "--exit-expand shapes early exits; it needs --gate-scope exit"),
+    (["--exit-joint"], "--exit-joint trains early exits; it needs --gate-scope exit"),
 ])
 def test_train_bad_exits_before_reading_data(args: list[str], message: str, tmp_path: Path) -> None:
     """Checked before the data: the folder named here does not even exist."""

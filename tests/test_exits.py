@@ -24,9 +24,13 @@ def model() -> torch.nn.Module:
     torch.manual_seed(0)
     m = create_model(GatedAdapterConfig(num_classes=3, image_size=IMAGE_SIZE, gate_scope="exit",
                                         exit_rule="learned")).eval()
-    for head in m.exit_heads:  # gates that split inputs, exits that predict something
-        torch.nn.init.normal_(head.gate.proj.weight, std=2.0)
-        torch.nn.init.normal_(head.classifier.weight, std=0.5)
+    with torch.no_grad():
+        h = m.prefix(_x())
+        for j, head in enumerate(m.exit_heads):  # gates that split inputs, exits that predict something
+            torch.nn.init.normal_(head.gate.proj.weight, std=2.0)
+            torch.nn.init.normal_(head.classifier.weight, std=0.5)
+            h = m.run_segment(j, h)
+            head.gate.proj.bias -= head.gate(h).median()  # about half of the inputs go on at threshold 0
     return m
 
 
@@ -105,6 +109,22 @@ def test_exits_learn_from_the_final_head_without_moving_it() -> None:
     assert m.exit_heads[0].classifier.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("joint", [False, True])
+def test_exit_loss_trains_only_the_exit_heads_unless_joint(joint: bool) -> None:
+    """By default each exit learns on detached features: its loss moves its own head and nothing the final head
+    depends on. ``exit_joint``: deep supervision, the loss reaches the adapters before the exit too."""
+    torch.manual_seed(0)
+    m = create_model(GatedAdapterConfig(num_classes=3, image_size=IMAGE_SIZE, gate_scope="exit", exits=[4, 7],
+                                        exit_joint=joint), pretrained=False).train()
+    m(_x(4), torch.zeros(2))
+    m.zero_grad()
+    m.exit_loss(torch.tensor([0, 1, 2, 1])).backward()
+    heads = {id(p) for p in m.exit_heads.parameters()}
+    moved = [n for n, p in m.named_parameters() if id(p) not in heads and p.grad is not None and p.grad.any()]
+    assert all(p.grad is not None and p.grad.any() for p in (h.classifier.weight for h in m.exit_heads))
+    assert (len(moved) > 0) is joint and all(".adapter." in n for n in moved)
+
+
 def test_uncertainty_is_the_log_odds_of_the_top_class() -> None:
     from edgeadapt.adapters.layer import uncertainty
 
@@ -120,6 +140,40 @@ def test_runs_from_before_exit_rules_keep_their_learned_gate() -> None:
     assert GatedAdapterConfig.from_dict(old).exit_rule == "learned"
     with pytest.raises(ValueError, match="exit rule must be one of confidence, learned"):
         GatedAdapterConfig(gate_scope="exit", exit_rule="entropy")
+
+
+def test_exit_heads_widen_before_pooling_and_older_runs_keep_theirs() -> None:
+    """``exit_expand``: a 1x1 conv to that many times the channels, ReLU6, then pooling; runs saved before the
+    option (no ``exit_expand`` in their config) rebuild without it, so their checkpoints still load."""
+    from edgeadapt.adapters.layer import ExitHead
+
+    torch.manual_seed(0)
+    head, h = ExitHead(8, 3, expand=4).eval(), torch.randn(2, 8, 5, 5)
+    assert (head.expand.in_channels, head.expand.out_channels, head.classifier.in_features) == (8, 32, 32)
+    with torch.no_grad():
+        pooled = torch.nn.functional.relu6(head.expand(h + head.adapter(h))).mean(dim=(2, 3))
+        torch.testing.assert_close(head.logits(h), head.classifier(pooled))
+    assert ExitHead(8, 3, expand=0).expand is None and ExitHead(8, 3, expand=0).classifier.in_features == 8
+    old = GatedAdapterConfig(gate_scope="exit").to_dict()
+    assert old["exit_expand"] == 4
+    del old["exit_expand"], old["exit_joint"]
+    legacy = create_model(GatedAdapterConfig.from_dict(old), pretrained=False)
+    assert legacy.config.exit_expand == 0 and legacy.config.exit_joint is True
+    assert not any(".expand." in k for k in legacy.trainable_state())
+    with pytest.raises(ValueError, match="exit expand must be 0 .none. or more, not -1"):
+        GatedAdapterConfig(gate_scope="exit", exit_expand=-1)
+
+
+def test_wider_exit_heads_count_in_the_budget() -> None:
+    """What going on past exit 0 costs includes exit 1's head, so its expand conv's MACs show there."""
+    def costs(expand: int):
+        config = GatedAdapterConfig(num_classes=3, image_size=IMAGE_SIZE, gate_scope="exit", exit_expand=expand)
+        return measure_costs(create_model(config, pretrained=False)).exit_macs
+
+    wide, plain = costs(4), costs(0)
+    side = IMAGE_SIZE // 8  # block 4 ends stage 3 (stride 8): 40 channels
+    assert wide[0] - plain[0] == pytest.approx(40 * 160 * side * side, rel=0.05)
+    assert wide[2] == plain[2]  # past the last exit: only the final head, the same in both
 
 
 def test_exit_costs_cover_what_each_exit_skips(model) -> None:

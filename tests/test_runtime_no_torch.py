@@ -111,6 +111,8 @@ def test_bench_command_without_torch(report: dict) -> None:
     result = json.loads(bench["stdout"])
     assert result["runs"] == 5 and "cold_start_ms" not in result
     assert result["latency_ms"]["p50"] > 0
+    host = result["host"]  # the probe ran once per turn of 20 inputs: one turn here
+    assert host["probes"] == 1 and host["reference_ms"]["p50"] > 0 and host["spread"] == 1.0 and host["steady"]
 
 
 def test_training_command_explains_the_missing_extra(report: dict) -> None:

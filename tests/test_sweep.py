@@ -57,6 +57,9 @@ def test_sweep_json_has_every_mode_and_its_figures(result: dict) -> None:
         assert sum(r["correct"]) / len(r["correct"]) == pytest.approx(r["accuracy"])
         lo, hi = r["accuracy_ci95"]
         assert lo <= r["accuracy"] <= hi and (lo, hi) == pytest.approx(wilson_interval(sum(r["correct"]), len(r["correct"])))
+    host = result["host"]  # the probe timed once before every turn of the rotation
+    assert host["probes"] >= 1 and 0 < host["reference_ms"]["p10"] <= host["reference_ms"]["p90"]
+    assert host["spread"] == pytest.approx(host["reference_ms"]["p90"] / host["reference_ms"]["p10"])
 
 
 def test_sweep_summary_pairs_sparse_with_slower_static(result: dict) -> None:
@@ -178,6 +181,7 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     assert f"McNemar p {p:.2f}" in proc.stdout
     lo, hi = rows[0]["accuracy_ci95"]
     assert f"{lo:.3f}-{hi:.3f}" in proc.stdout
+    assert f"reference workload p90/p10 {result['host']['spread']:.2f} over {result['host']['probes']} turns" in proc.stdout
     with Image.open(png) as img:
         assert img.format == "PNG"
 
@@ -189,6 +193,8 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     (["--gate-scopes", "block,everywhere"], "error: unknown gate scope(s) everywhere; choose from block, adapter, exit"),
     (["--exits", "7"], "error: --exits places early exits; it needs exit in --gate-scopes"),
     (["--exit-distill", "1"], "error: --exit-distill trains early exits; it needs exit in --gate-scopes"),
+    (["--exit-expand", "2"], "error: --exit-expand shapes early exits; it needs exit in --gate-scopes"),
+    (["--exit-joint"], "error: --exit-joint trains early exits; it needs exit in --gate-scopes"),
     (["--data", "/nonexistent/parts"],
      "error: data folder /nonexistent/parts does not exist; pass a folder with one sub-folder per class"),
 ])
@@ -261,6 +267,10 @@ def test_resume_with_freeze_static_gates_exports_again_without_retraining(sweep:
                        "or start a new sweep folder"),
     (["--exit-distill", "1"], "sparse-exit@0.5 in this sweep folder was trained with --exit-distill 0; resume with "
                               "--exit-distill 0, or start a new sweep folder"),
+    (["--exit-expand", "0"], "sparse-exit@0.5 in this sweep folder has exit heads built with --exit-expand 4; resume "
+                             "with --exit-expand 4, or start a new sweep folder"),
+    (["--exit-joint"], "sparse-exit@0.5 in this sweep folder was trained without --exit-joint; resume without it, "
+                       "or start a new sweep folder"),
 ])
 def test_resume_refuses_exits_trained_otherwise_before_training(sweep: Path, trained: Trained, tmp_path: Path,
                                                                  args: list[str], message: str) -> None:

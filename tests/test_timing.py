@@ -75,3 +75,37 @@ def test_min_duration_extends_the_run_past_runs() -> None:
     a = _Recorder("a", log)
     times = time_interleaved({"gated": (a, None)}, np.arange(3), 1, warmup=0, min_duration_s=0.05)
     assert len(times["gated"]) > 1 and len(times["gated"]) % SESSION_TURN == 1
+
+
+def test_the_host_probe_runs_before_every_turn_and_sessions_then_reopen_untimed() -> None:
+    log: list = []
+    a = _Recorder("a", log)
+    probes: list = []
+    runs = 2 * SESSION_TURN + 1  # three turns
+    times = time_interleaved({"gated": (a, None), "open": (a, "open")}, np.arange(3), runs, warmup=0,
+                             probe=lambda: probes.append(len(log)))
+    assert probes == [0, 2 + 2 * SESSION_TURN, 4 + 4 * SESSION_TURN]  # before each turn's untimed round
+    assert len(log) == 2 * runs + 3 * 2 and len(times["gated"]) == runs
+
+
+@pytest.mark.parametrize(("ms", "steady", "words"), [
+    ([2.0, 2.02, 2.05, 1.98, 2.01] * 6, True, "steady (reference workload p90/p10 1.0"),
+    ([2.0] * 15 + [3.4] * 15, False, "UNSTEADY (reference workload p90/p10 1.70 over 30 turns, above 1.3)"),
+])
+def test_host_summary_says_when_the_host_changed_speed(ms: list[float], steady: bool, words: str) -> None:
+    from edgeadapt.runtime.host import host_summary, host_text
+
+    host = host_summary(ms)
+    assert host["steady"] is steady and host["probes"] == 30
+    assert host["spread"] == pytest.approx(np.percentile(ms, 90) / np.percentile(ms, 10))
+    assert words in host_text(host)
+    assert ("time again on a quiet host" in host_text(host)) is not steady
+
+
+def test_host_probe_times_the_reference_workload() -> None:
+    from edgeadapt.runtime.host import HostProbe
+
+    probe = HostProbe(threads=1)
+    for _ in range(3):
+        probe()
+    assert len(probe.ms) == 3 and min(probe.ms) > 0 and probe.summary()["probes"] == 3

@@ -13,6 +13,9 @@ from ..choices import BUDGET_STATISTICS, EXIT_BACKBONES, EXIT_RULES, GATE_SCOPES
 __all__ = ["BUDGET_STATISTICS", "EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig"]
 
 
+_BEFORE_SESSION_14 = {"exit_expand": 0, "exit_joint": True}  # how runs saved without these fields were built
+
+
 @dataclass
 class GatedAdapterConfig:
     """Choices fixed at training time.
@@ -43,6 +46,9 @@ class GatedAdapterConfig:
     max_length: int = 64  # text backbones: tokens per input, padded or truncated
     exits: list[int] = field(default_factory=list)  # exit scope: backbone blocks after which an exit sits
     exit_rule: str = "confidence"  # exit scope: see EXIT_RULES and docs/gating.md
+    exit_expand: int = 4  # exit scope: each exit head widens its features this many times before pooling (0: none)
+    exit_joint: bool = False  # exit scope: the exits' loss also trains the adapters before them (deep supervision);
+    # off: each exit learns on detached features, so the path to the final head trains as dense's does
     experts: int = 1  # adapters per site; above 1 a router picks top_k of them per sample (AdapterBank)
     top_k: int = 1
     blocks: str = ""  # custom backbones: the pattern naming the gateable blocks
@@ -63,6 +69,8 @@ class GatedAdapterConfig:
         if self.budget_statistic not in BUDGET_STATISTICS:
             raise ValueError(f"budget statistic must be one of {', '.join(BUDGET_STATISTICS)}, "
                              f"not {self.budget_statistic!r}")
+        if self.exit_expand < 0:
+            raise ValueError(f"exit expand must be 0 (none) or more, not {self.exit_expand}")
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget must be in (0, 1], not {self.budget}")
 
@@ -94,4 +102,6 @@ class GatedAdapterConfig:
             raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
         if data.get("gate_scope") == "exit" and "exit_rule" not in data:
             data = {**data, "exit_rule": "learned"}  # runs from before exit rules existed trained a gate
+        # runs from before session 14: exit heads pooled the adapted features, and their loss reached the adapters
+        data = {**{k: v for k, v in _BEFORE_SESSION_14.items() if k not in data}, **data}
         return cls(**data)

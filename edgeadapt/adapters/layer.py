@@ -111,16 +111,23 @@ class ExitHead(nn.Module):
     exit's pooled features decides.
     """
 
-    def __init__(self, channels: int, num_classes: int, reduction: int = 4, rule: str = "confidence"):
+    def __init__(self, channels: int, num_classes: int, reduction: int = 4, rule: str = "confidence",
+                 expand: int = 0):
         super().__init__()
         self.adapter = BottleneckAdapter(channels, reduction)
         nn.init.normal_(self.adapter.up.weight, std=0.01)  # an exit must learn from the start
-        self.classifier = nn.Linear(channels, num_classes)
+        # a 1x1 conv to ``expand`` x channels before pooling, as the backbone's own head conv does before its
+        # classifier: more inputs are sure enough to leave (docs/gating.md, "Wider exit heads")
+        self.expand = nn.Conv2d(channels, expand * channels, 1) if expand else None
+        self.classifier = nn.Linear(expand * channels if expand else channels, num_classes)
         self.gate = Gate(channels) if rule == "learned" else None
         self.temperature = 1.0
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.classifier((h + self.adapter(h)).mean(dim=(2, 3)))
+        z = h + self.adapter(h)
+        if self.expand is not None:
+            z = F.relu6(self.expand(z))
+        return self.classifier(z.mean(dim=(2, 3)))
 
     def go_on(self, h: torch.Tensor, leave: torch.Tensor) -> torch.Tensor:
         """``[N, 1]``: the higher, the more the input should go on (compared with a threshold)."""

@@ -50,7 +50,8 @@ class GatedAdapterModel(GatedModel):
                 backbone._blocks[i] = GatedBlock(block, adapter, Gate(ch), config.gate_scope, fixed)
         self.backbone = backbone
         self.exit_heads = nn.ModuleList(ExitHead(specs[i].out_ch, config.num_classes, config.adapter_reduction,
-                                                 config.exit_rule) for i in (config.exits if exits else []))
+                                                 config.exit_rule, config.exit_expand)
+                                        for i in (config.exits if exits else []))
         self.head = nn.Linear(backbone.num_features, config.num_classes)
         self.dropout = nn.Dropout(0.2)
         self.register_buffer("thresholds", torch.zeros(len(config.gated_blocks)))
@@ -131,7 +132,7 @@ class GatedAdapterModel(GatedModel):
         learned = self.config.exit_rule == "learned"
         for j, head in enumerate(self.exit_heads):
             h = self.run_segment(j, h)
-            exits.append(head.logits(h))
+            exits.append(head.logits(h if self.config.exit_joint else h.detach()))
             margin = head.go_on(h, exits[-1]) - thresholds[j]
             if not learned:  # confidence exits: every exit and the final head learn on every input
                 margin = margin.detach()
