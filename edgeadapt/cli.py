@@ -132,8 +132,8 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, mode, budget,
           budget_statistic, gate_scope, exit_rule, exits, exit_distill, exit_expand, exit_joint, epochs, image_size, lr,
-          open_weight,
-          difficulty_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force, as_json) -> None:
+          open_weight, difficulty_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
+          as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
     _need_training_extra()
