@@ -48,7 +48,8 @@ def host_summary(ms: list[float]) -> dict:
 
 def host_text(host: dict) -> str:
     """One line for the human tables; an unsteady host says what it spoils and what to do."""
-    figures = f"reference workload p90/p10 {host['spread']:.2f} over {host['probes']} turns"
+    turns = f"{host['probes']} turn{'s' if host['probes'] != 1 else ''}"
+    figures = f"reference workload p90/p10 {host['spread']:.2f} over {turns}"
     if host["steady"]:
         return f"host          steady ({figures})"
     return (f"host          UNSTEADY ({figures}, above {STEADY_SPREAD}): its speed changed while timing, so p50 "

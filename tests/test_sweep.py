@@ -181,7 +181,8 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     assert f"McNemar p {p:.2f}" in proc.stdout
     lo, hi = rows[0]["accuracy_ci95"]
     assert f"{lo:.3f}-{hi:.3f}" in proc.stdout
-    assert f"reference workload p90/p10 {result['host']['spread']:.2f} over {result['host']['probes']} turns" in proc.stdout
+    probes = result["host"]["probes"]  # one turn of 20 inputs per probe
+    assert f"reference workload p90/p10 {result['host']['spread']:.2f} over {probes} turn{'s' * (probes != 1)}" in proc.stdout
     with Image.open(png) as img:
         assert img.format == "PNG"
 

@@ -102,6 +102,12 @@ def test_host_summary_says_when_the_host_changed_speed(ms: list[float], steady: 
     assert ("time again on a quiet host" in host_text(host)) is not steady
 
 
+def test_host_text_counts_one_turn_in_the_singular() -> None:
+    from edgeadapt.runtime.host import host_summary, host_text
+
+    assert host_text(host_summary([2.0])).endswith("over 1 turn)")
+
+
 def test_host_probe_times_the_reference_workload() -> None:
     from edgeadapt.runtime.host import HostProbe
 
