@@ -137,22 +137,18 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
     _need_training_extra()
-    from .adapters import GatedAdapterConfig, check_buildable
+    from .adapters import GatedAdapterConfig, check_buildable, exit_fields, refuse_exit_options
     from .train import TrainOptions, default_lr, run_training
 
     exits = _exit_blocks(exits)
-    if exits and (gate_scope != "exit" or mode != "sparse"):
-        raise UserError("--exits places early exits; it needs --gate-scope exit (and --mode sparse)")
-    if exit_distill is not None and (gate_scope != "exit" or mode != "sparse"):
-        raise UserError("--exit-distill trains early exits; it needs --gate-scope exit (and --mode sparse)")
-    if exit_expand is not None and (gate_scope != "exit" or mode != "sparse"):
-        raise UserError("--exit-expand shapes early exits; it needs --gate-scope exit (and --mode sparse)")
-    if exit_joint and (gate_scope != "exit" or mode != "sparse"):
-        raise UserError("--exit-joint trains early exits; it needs --gate-scope exit (and --mode sparse)")
+    if gate_scope != "exit" or mode != "sparse":
+        refuse_exit_options({"--exits": bool(exits), "--exit-distill": exit_distill is not None,
+                             "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint},
+                            "--gate-scope exit (and --mode sparse)")
     try:
         config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
                                     budget_statistic=budget_statistic, exit_rule=exit_rule, experts=experts, top_k=top_k,
-                                    exits=exits or [], exit_joint=exit_joint, **_exit_expand(exit_expand),
+                                    exits=exits or [], **exit_fields(exit_expand, exit_joint),
                                     **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -394,11 +390,6 @@ def _exit_blocks(text: str | None) -> list[int] | None:
     if not blocks:
         raise UserError("--exits is empty; name the blocks after which an exit sits, e.g. --exits 4,7")
     return blocks
-
-
-def _exit_expand(value: int | None) -> dict:
-    """``--exit-expand`` as config fields: none when not given, so the config's default holds."""
-    return {} if value is None else {"exit_expand": value}
 
 
 def _csv(text: str, kind, option: str) -> list:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig, check_buildable
+from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig, check_buildable, exit_fields, refuse_exit_options
 from .choices import model_kind
 from .errors import UserError
 from .rundir import CONFIG, METRICS, RunDir, prepare_output, write_json
@@ -89,15 +89,11 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             GatedAdapterConfig(image_size=image_size, gate_scope=scope, **backbone)
         except ValueError as exc:
             raise UserError(f"--gate-scopes {scope}: {exc}") from None
-    if exits and "exit" not in gate_scopes:
-        raise UserError("--exits places early exits; it needs exit in --gate-scopes")
-    if exit_distill and "exit" not in gate_scopes:
-        raise UserError("--exit-distill trains early exits; it needs exit in --gate-scopes")
-    if exit_expand is not None and "exit" not in gate_scopes:
-        raise UserError("--exit-expand shapes early exits; it needs exit in --gate-scopes")
-    if exit_joint and "exit" not in gate_scopes:
-        raise UserError("--exit-joint trains early exits; it needs exit in --gate-scopes")
-    expand = {"exit_joint": exit_joint, **({} if exit_expand is None else {"exit_expand": exit_expand})}
+    if "exit" not in gate_scopes:
+        refuse_exit_options({"--exits": bool(exits), "--exit-distill": bool(exit_distill),
+                             "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint},
+                            "exit in --gate-scopes")
+    expand = exit_fields(exit_expand, exit_joint)
     if "exit" in gate_scopes and "sparse" in modes:  # the blocks the exits go after, the default's included
         built = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
                                                    **expand, **backbone), "--exits")
@@ -167,8 +163,9 @@ def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, exit
         raise UserError(f"{name} in this sweep folder has exit heads built with --exit-expand {built.exit_expand}; "
                         f"resume with --exit-expand {built.exit_expand}, or start a new sweep folder")
     if built.exit_joint != exit_joint:
-        raise UserError(f"{name} in this sweep folder was trained {'with' if built.exit_joint else 'without'} "
-                        f"--exit-joint; resume {'with' if built.exit_joint else 'without'} it, or start a new sweep folder")
+        how = "with" if built.exit_joint else "without"
+        raise UserError(f"{name} in this sweep folder was trained {how} --exit-joint; resume {how} it, or start a new "
+                        "sweep folder")
     if list(exits) != trained:
         where = ",".join(map(str, trained))
         raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "

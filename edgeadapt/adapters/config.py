@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 from ..choices import BUDGET_STATISTICS, EXIT_BACKBONES, EXIT_RULES, GATE_SCOPES, MODES
 
-__all__ = ["BUDGET_STATISTICS", "EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig"]
+__all__ = ["BUDGET_STATISTICS", "EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig", "exit_fields"]
 
 
 _BEFORE_SESSION_14 = {"exit_expand": 0, "exit_joint": True}  # how runs saved without these fields were built
@@ -105,3 +105,8 @@ class GatedAdapterConfig:
         # runs from before session 14: exit heads pooled the adapted features, and their loss reached the adapters
         data = {**{k: v for k, v in _BEFORE_SESSION_14.items() if k not in data}, **data}
         return cls(**data)
+
+
+def exit_fields(expand: int | None, joint: bool) -> dict:
+    """``--exit-expand`` and ``--exit-joint`` as config fields; an expand not given keeps the config's default."""
+    return {"exit_joint": joint, **({} if expand is None else {"exit_expand": expand})}
