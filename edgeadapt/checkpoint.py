@@ -12,9 +12,6 @@ from .rundir import CONFIG, WEIGHTS, RunDir
 
 def load_trained_model(run_dir: str | Path) -> tuple[GatedModel, dict]:
     """The model in eval mode with calibrated thresholds, and the run's ``config.json``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     run = RunDir(Path(run_dir))
     run.check()
     meta = run.load_json(CONFIG)
@@ -23,6 +20,15 @@ def load_trained_model(run_dir: str | Path) -> tuple[GatedModel, dict]:
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{run.path(CONFIG)} has a bad config ({exc}); re-run 'edgeadapt train'") from None
     model = create_model(config)
+    load_weights(model, run)
+    return model.eval(), meta
+
+
+def load_weights(model: GatedModel, run: RunDir) -> None:
+    """Copy a run's trained weights into ``model``, built from the same config: every key and shape must match."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         state = load_file(str(run.path(WEIGHTS)))
     except (SafetensorError, OSError) as exc:
@@ -37,4 +43,3 @@ def load_trained_model(run_dir: str | Path) -> tuple[GatedModel, dict]:
             if current[k].shape != v.shape:
                 raise UserError(f"{run.path(WEIGHTS)}: {k} has shape {list(v.shape)}, expected {list(current[k].shape)}")
             current[k].copy_(v)
-    return model.eval(), meta

@@ -21,6 +21,8 @@ DEVICE_MIN_SECONDS = 60.0  # MLPerf asks 600 s; pass --min-duration 600 for a su
 QUICK_RUNS = 100
 FREEZE_STATIC_HELP = ("Gates that never or always opened on the held-out set lose their If, and early exits that no "
                       "held-out input took lose their head (--budget cannot move them).")
+TIMINGS_HELP = ("Time the bundles again while the host probe says the host's speed changed, at most this many "
+                "rotations in all; the steadiest is reported.")
 
 
 def _log(msg: str) -> None:
@@ -316,10 +318,11 @@ def demo(out_dir, force, as_json) -> None:
               "as train --exit-joint.")
 @click.option("--freeze-static-gates", is_flag=True, help="Export every sparse entry as 'export --freeze-static-gates' does: "
               + FREEZE_STATIC_HELP)
+@click.option("--timings", default=3, show_default=True, type=click.IntRange(1, 20), help=TIMINGS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
 def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, budgets, modes, gate_scopes,
           epochs, image_size, runs, seed, force, resume, exits, exit_distill, exit_expand, exit_joint,
-          freeze_static_gates, as_json) -> None:
+          freeze_static_gates, timings, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
@@ -331,7 +334,7 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
                            gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator,
                            fast_layout=fast_layout, freeze_static=freeze_static_gates, exits=_exit_blocks(exits),
                            exit_distill=exit_distill, exit_expand=exit_expand, exit_joint=exit_joint,
-                           progress=_lazy_progress(stack, runs, "timing"))
+                           progress=_lazy_progress(stack, runs, "timing"), timings=timings)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -349,8 +352,9 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
 @click.option("--json", "json_file", default=None, type=click.Path(path_type=Path), help="Also write the result here.")
 @click.option("--plot", "plot_file", default=None, type=click.Path(path_type=Path),
               help="Also draw accuracy against p50 latency here (PNG; needs matplotlib).")
+@click.option("--timings", default=3, show_default=True, type=click.IntRange(1, 20), help=TIMINGS_HELP)
 @click.option("--force", is_flag=True, help="Replace existing --json and --plot files.")
-def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file, force) -> None:
+def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file, timings, force) -> None:
     """Two bundles on one data folder: accuracy, macro-F1 and interleaved batch-1 latency."""
     for path in (json_file, plot_file):
         if path:
@@ -366,7 +370,7 @@ def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file, f
     names = [str(bundle_a), str(bundle_b)] if bundle_a.name == bundle_b.name else [bundle_a.name, bundle_b.name]
     with contextlib.ExitStack() as stack:
         result = compare_bundles(dict(zip(names, [bundle_a, bundle_b])), data_dir, runs=runs, threads=threads,
-                                 progress=_lazy_progress(stack, runs, "timing"))
+                                 progress=_lazy_progress(stack, runs, "timing"), timings=timings, log=_log)
     click.echo(format_comparison(result))
     if json_file:
         write_result(json_file, result)

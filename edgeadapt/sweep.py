@@ -64,7 +64,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
               log: Callable[[str], None] = print, backbone: dict | None = None,
               gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False,
               freeze_static: bool = False, exits: list[int] | None = None, exit_distill: float = 0.0,
-              exit_expand: int | None = None, exit_joint: bool = False, progress: Callable[[int], None] | None = None) -> dict:
+              exit_expand: int | None = None, exit_joint: bool = False, progress: Callable[[int], None] | None = None,
+              timings: int = 1) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
@@ -76,7 +77,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     a kept exit entry trained with others, or with another ``exit_distill``, ``exit_expand`` or ``exit_joint``
     (``train --exit-distill``, ``--exit-expand``, ``--exit-joint``; ``exit_expand`` None: the config's default),
     stops the sweep before anything trains. ``progress(1)`` per input
-    timed, up to ``runs``.
+    timed, up to ``runs``; ``timings``: rotations at most while the host is unsteady (``measure_bundles``).
     """
     from .data import check_data, holdout_samples
     from .export.bundle import export_run
@@ -107,6 +108,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / CONFIG).exists():
             _kept_exits_match(out / "runs" / entry.name, exits, exit_distill, exit_expand, exit_joint, entry.name)
     trained = []
+    shared: dict[tuple, Path] = {}  # budget-free entries (confidence exits): the run whose weights the others share
     for k, entry in enumerate(entries, 1):
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
         freeze = freeze_static and entry.mode == "sparse"  # the baselines have no gates to freeze
@@ -118,23 +120,30 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
                 log(f"[{k}/{len(entries)}] {entry.name}: exported again, "
                     f"{'with' if freeze else 'without'} --freeze-static-gates")
             trained.append((entry, run_dir, bundle_dir, metrics))
+            if entry.mode == "sparse" and _budget_free(run_dir):
+                shared.setdefault(_training_key(entry), run_dir)
             continue
-        log(f"[{k}/{len(entries)}] {entry.name}: training...")
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
                                     gate_scope=entry.gate_scope, exits=list(exits or []) if entry.gate_scope == "exit" else [],
                                     **(expand if entry.gate_scope == "exit" else {}), **backbone)
+        sibling = shared.get(_training_key(entry)) if config.budget_free_training else None
+        log(f"[{k}/{len(entries)}] {entry.name}: " + (f"calibrating the weights of {sibling.name}..." if sibling
+                                                       else "training..."))
         opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed, accelerator=accelerator, fast_layout=fast_layout,
                             exit_distill=exit_distill)
-        metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None)
+        metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None,
+                               weights_from=sibling)
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None, freeze_static=freeze)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
-            f"trained in {metrics['train_seconds']:.0f}s, exported")
+            f"{'calibrated' if sibling else 'trained'} in {metrics['train_seconds']:.0f}s, exported")
+        if config.budget_free_training:
+            shared.setdefault(_training_key(entry), run_dir)
         trained.append((entry, run_dir, bundle_dir, metrics))
     arrays, targets = RunDir(trained[0][1]).load_holdout_arrays()
     images = holdout_samples(arrays)
     runtimes = {e.name: Runtime(bundle_dir) for e, _, bundle_dir, _ in trained}
     log(f"timing {len(runtimes)} bundles at batch 1, interleaved, {runs} runs each...")
-    measured, host = measure_bundles(runtimes, images, targets, runs, progress)
+    measured, host = measure_bundles(runtimes, images, targets, runs, progress, timings=timings, log=log)
     rows = [{**row, **_training_figures(e, run_dir, runtimes[e.name].bundle.manifest, metrics)}
             for row, (e, run_dir, _, metrics) in zip(measured, trained)]
     _relative_to_dense(rows)
@@ -144,6 +153,19 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     write_json(out / SWEEP_JSON, result)
     plot_tradeoff(rows, out / SWEEP_PNG, f"{Path(data).name}: {len(images)} held-out inputs, batch 1 on this host")
     return result
+
+
+def _training_key(entry: SweepEntry) -> tuple:
+    """Entries with the same key and budget-free training share one set of weights."""
+    return entry.mode, entry.gate_scope
+
+
+def _budget_free(run_dir: Path) -> bool:
+    """Whether a kept run's training ignored its budget (``budget_free_training``), so others may share it."""
+    try:
+        return GatedAdapterConfig.from_dict(RunDir(run_dir).load_json(CONFIG)["config"]).budget_free_training
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, exit_expand: int, exit_joint: bool,
@@ -179,7 +201,8 @@ def _training_figures(entry: SweepEntry, run_dir: Path, manifest: dict, metrics:
             "static_gates": manifest.get("static_gates") or {},
             "compute_fraction": metrics["compute_fraction"],
             "mac_saving": metrics["mac_saving"], "trainable_parameters": metrics["trainable_parameters"],
-            "training_seconds": metrics["train_seconds"], "run": str(run_dir)}
+            "training_seconds": metrics["train_seconds"], "run": str(run_dir),
+            "weights_from": Path(metrics["weights_from"]).name if metrics.get("weights_from") else None}
 
 
 def _relative_to_dense(rows: list[dict]) -> None:
@@ -219,6 +242,13 @@ def format_sweep(result: dict) -> str:
         lines.append(f"{r['name']:20}{r['accuracy']:7.3f}{r['macro_f1']:7.3f}{r['latency_ms']['p50']:9.2f}"
                      f"{r['latency_ms']['p90']:9.2f}{vs:>10}{r['trainable_parameters']:>12,}{r['training_seconds']:9.0f}"
                      f"  {'*' if r['pareto'] else ''}")
+    shares: dict[str, list[str]] = {}
+    for r in result["entries"]:
+        if r.get("weights_from"):  # sweep.json files from before session 15 lack it
+            shares.setdefault(r["weights_from"], []).append(r["name"])
+    for source, names in shares.items():
+        lines.append(f"{', '.join(names)} share the weights of {source} (confidence exits train the same at every "
+                     "budget; only their calibration differs, and train s is its time)")
     for r in result["entries"]:
         if r.get("static_gates"):  # sweep.json files from before the field lack it
             lines.append(f"{r['name']} exported without the If of: "

@@ -257,7 +257,7 @@ def choose_static_blocks(model: GatedModel, feats: torch.Tensor, block_costs: li
 def trains_open(config: GatedAdapterConfig) -> bool:
     """Whether the every-gate-open loss means anything: not without gates (the same forward twice), and not for
     confidence exits, whose training already runs every input to the final head."""
-    return config.has_gates and not (config.gate_scope == "exit" and config.exit_rule == "confidence")
+    return config.has_gates and not config.budget_free_training
 
 
 class _Step(torch.nn.Module):
@@ -385,8 +385,11 @@ def calibration_split(train_idx: np.ndarray, targets: np.ndarray, opts: TrainOpt
 
 def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts: TrainOptions,
                  holdout: float = 0.2, force: bool = False, log: Log = print,
-                 progress_bar=None) -> dict:
-    """The whole ``edgeadapt train`` job; writes the run folder atomically and returns its metrics."""
+                 progress_bar=None, weights_from: Path | None = None) -> dict:
+    """The whole ``edgeadapt train`` job; writes the run folder atomically and returns its metrics.
+
+    ``weights_from``: a run of the same data, seed and options at another budget whose weights this one
+    shares instead of training (``config.budget_free_training`` only); only calibration runs."""
     from safetensors.torch import save_file
 
     from .adapters import create_model
@@ -432,7 +435,10 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
         probe = linear_probe(model.frozen_features(f_train), y_train, model.frozen_features(f_held), y_held,
                              config.num_classes, opts.seed)
         log(f"baseline: linear probe on the frozen backbone scores {probe:.3f} held out")
-    history = train_gated(model, f_train, y_train, costs.for_scope(config.gate_scope), opts, log, group)
+    if weights_from is not None:
+        history = _shared_weights(model, Path(weights_from), log)
+    else:
+        history = train_gated(model, f_train, y_train, costs.for_scope(config.gate_scope), opts, log, group)
     if config.has_gates:
         model.thresholds.copy_(calibrate(model, calib, costs.for_scope(config.gate_scope), config.budget,
                                          config.budget_statistic))
@@ -440,6 +446,8 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
     all_open = evaluate(model, f_held, y_held, torch.full_like(model.thresholds, OPEN_ALL))
     metrics = _metrics(model, costs, deployed, all_open, probe, history, time.perf_counter() - started)
     metrics["processes"] = group.world if group else 1
+    if weights_from is not None:
+        metrics["weights_from"] = str(weights_from)
     metrics["device"] = str(device)
     if group is not None and not group.leader:  # every process holds the same weights; one writes them
         group.close()
@@ -460,6 +468,19 @@ def run_training(data_dir: Path, out_dir: Path, config: GatedAdapterConfig, opts
     if group is not None:
         group.close()
     return metrics
+
+
+def _shared_weights(model: GatedModel, run_dir: Path, log: Log) -> list[dict]:
+    """Load the weights a run at another budget trained (thresholds are calibrated afresh); its epoch history."""
+    from .checkpoint import load_weights
+    from .rundir import METRICS, RunDir
+
+    if not model.config.budget_free_training:
+        raise ValueError("only budget-free training (confidence exits) can share weights across budgets")
+    load_weights(model, RunDir(run_dir))
+    model.eval()
+    log(f"weights: shared with {run_dir} (confidence exits train the same at every budget); calibrating only")
+    return RunDir(run_dir).load_json(METRICS)["history"]
 
 
 def _metrics(model: GatedModel, costs: GateCosts, deployed: dict, all_open: dict, probe: float | None,

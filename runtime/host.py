@@ -50,6 +50,9 @@ def host_text(host: dict) -> str:
     """One line for the human tables; an unsteady host says what it spoils and what to do."""
     turns = f"{host['probes']} turn{'s' if host['probes'] != 1 else ''}"
     figures = f"reference workload p90/p10 {host['spread']:.2f} over {turns}"
+    rotations = host.get("rotations") or []  # results from before session 15 timed one rotation
+    if len(rotations) > 1:
+        figures += f"; the steadiest of {len(rotations)} rotations, which read " + ", ".join(f"{r:.2f}" for r in rotations)
     if host["steady"]:
         return f"host          steady ({figures})"
     return (f"host          UNSTEADY ({figures}, above {STEADY_SPREAD}): its speed changed while timing, so p50 "

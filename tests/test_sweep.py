@@ -263,6 +263,47 @@ def test_resume_with_freeze_static_gates_exports_again_without_retraining(sweep:
         assert [g["name"] for g in manifest["gates"]] == [g for g in rates if g not in frozen]
 
 
+def test_confidence_exits_at_another_budget_share_the_trained_weights(sweep: Path, trained: Trained,
+                                                                      tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--modes", "sparse", "--budgets", "0.5,0.25",
+                   "--epochs", "1", "--gate-scopes", "exit", "--image-size", IMAGE_SIZE, "--runs", "3", "--resume",
+                   timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "sparse-exit@0.25: calibrating the weights of sparse-exit@0.5..." in proc.stderr
+    assert "training..." not in proc.stderr
+    assert "sparse-exit@0.25 share the weights of sparse-exit@0.5" in proc.stdout
+    shared = copy / "runs" / "sparse-exit@0.25"
+    metrics = json.loads((shared / "metrics.json").read_text())
+    assert metrics["weights_from"] == str(copy / "runs" / "sparse-exit@0.5")
+    assert json.loads((copy / "sweep.json").read_text())["entries"][1]["weights_from"] == "sparse-exit@0.5"
+    # what training at 0.25 itself gives: the same weights and, calibrated on the same inputs, the same thresholds
+    fresh = tmp_path / "fresh"
+    proc = run_cli("train", "--data", trained.data, "--out", fresh, "--gate-scope", "exit", "--budget", "0.25",
+                   "--epochs", "1", "--image-size", IMAGE_SIZE, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    a, b = load_file(str(shared / "adapters.safetensors")), load_file(str(fresh / "adapters.safetensors"))
+    assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert metrics["heldout_accuracy"] == json.loads((fresh / "metrics.json").read_text())["heldout_accuracy"]
+
+
+def test_only_budget_free_training_shares_weights(sweep: Path, trained: Trained, tmp_path: Path) -> None:
+    from edgeadapt.adapters import GatedAdapterConfig
+    from edgeadapt.train import TrainOptions, run_training
+
+    config = GatedAdapterConfig(image_size=int(IMAGE_SIZE), gate_scope="block", budget=0.25)
+    assert not config.budget_free_training and GatedAdapterConfig(gate_scope="exit").budget_free_training
+    with pytest.raises(ValueError, match="only budget-free training"):
+        run_training(trained.data, tmp_path / "run", config, TrainOptions(epochs=1), log=lambda s: None,
+                     weights_from=sweep / "runs" / "sparse@0.5")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--exits", "7"], "sparse-exit@0.5 in this sweep folder has exits after blocks 2,4,7; resume with --exits 2,4,7, "
                        "or start a new sweep folder"),

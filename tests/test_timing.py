@@ -115,3 +115,60 @@ def test_host_probe_times_the_reference_workload() -> None:
     for _ in range(3):
         probe()
     assert len(probe.ms) == 3 and min(probe.ms) > 0 and probe.summary()["probes"] == 3
+
+
+class _Classifier(_Recorder):
+    """A Runtime stand-in that ``measure_bundles`` can score: every input is class 0."""
+
+    kind = "image"
+
+    def __init__(self, name: str, log: list):
+        super().__init__(name, log)
+        self.bundle = type("B", (), {"root": name, "manifest": {"mode": "dense"}})()
+
+    def infer(self, x: np.ndarray, thr=None):
+        self.log.append((self.name, int(x[0]), thr))
+        return np.tile([1.0, 0.0], (len(x), 1)), np.zeros((len(x), 0), bool)
+
+
+class _ScriptedProbe:
+    """Stands in for HostProbe: each rotation reports the next spread of a script."""
+
+    spreads: list = []
+    made = 0
+
+    def __init__(self, threads=None):
+        type(self).made += 1
+        self.spread = self.spreads[self.made - 1]
+
+    def __call__(self) -> None:
+        pass
+
+    def summary(self) -> dict:
+        from edgeadapt.runtime.host import host_summary
+
+        return host_summary([1.0] * 5 + [self.spread] * 5)
+
+
+@pytest.mark.parametrize(("spreads", "timings", "rotations", "kept"), [
+    ([1.8, 1.1, 1.0], 3, 2, 1.1),  # timed again once: the second rotation was steady
+    ([1.8, 1.6, 1.7], 3, 3, 1.6),  # never steady: the steadiest of the three is kept
+    ([1.8, 1.1], 1, 1, 1.8),  # --timings 1: one rotation, whatever the probe says
+])
+def test_measure_bundles_times_again_while_the_host_is_unsteady(monkeypatch, spreads, timings, rotations, kept) -> None:
+    import edgeadapt.runtime.compare as compare
+    from edgeadapt.runtime.host import host_text
+
+    monkeypatch.setattr(_ScriptedProbe, "spreads", spreads)
+    monkeypatch.setattr(_ScriptedProbe, "made", 0)
+    monkeypatch.setattr(compare, "HostProbe", _ScriptedProbe)
+    calls: list = []
+    said: list = []
+    runtimes = {"a": _Classifier("a", calls), "b": _Classifier("b", calls)}
+    rows, host = compare.measure_bundles(runtimes, np.arange(4), np.zeros(4, int), runs=3, timings=timings,
+                                         log=said.append)
+    assert _ScriptedProbe.made == rotations and host["rotations"] == pytest.approx(spreads[:rotations])
+    assert host["spread"] == pytest.approx(kept) and host["steady"] is (kept <= 1.3)
+    assert len(said) == rotations - 1 and all("timing again" in s for s in said)
+    assert [r["accuracy"] for r in rows] == [1.0, 1.0] and len(rows[0]["latency_ms"]) == 4
+    assert (f"steadiest of {rotations} rotations" in host_text(host)) is (rotations > 1)

@@ -83,6 +83,13 @@ class GatedAdapterConfig:
         """Only the sparse model decides per input; the baselines' graphs have no If and no gate output."""
         return self.mode == "sparse"
 
+    @property
+    def budget_free_training(self) -> bool:
+        """Confidence exits: every input trains every exit and the final head, and the gates are the exits' own
+        confidence, so training never sees the budget (calibration alone does) and runs that differ only in
+        budget have the same weights. Other sparse models learn their gates under the budget."""
+        return self.has_gates and self.gate_scope == "exit" and self.exit_rule == "confidence"
+
     def adapter(self, make: Callable[[], nn.Module], channels: int) -> nn.Module:
         """One adapter, or a bank of ``experts`` of them with a top-k router."""
         if self.experts == 1:
