@@ -104,11 +104,13 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     if not resume:
         prepare_output(out, force, "sweep")
     out.mkdir(parents=True, exist_ok=True)
-    for entry in entries if resume else ():  # before any training: kept exits must be where this sweep wants them
+    kept_exits: dict[str, GatedAdapterConfig] = {}  # the configs of kept exit runs, checked before any training
+    for entry in entries if resume else ():  # kept exits must be where this sweep wants them, built as it asks
         if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / CONFIG).exists():
-            _kept_exits_match(out / "runs" / entry.name, exits, exit_distill, exit_expand, exit_joint, entry.name)
+            kept_exits[entry.name] = _kept_exits_match(out / "runs" / entry.name, exits, exit_distill, exit_expand,
+                                                       exit_joint, entry.name)
     trained = []
-    shared: dict[tuple, Path] = {}  # budget-free entries (confidence exits): the run whose weights the others share
+    shared: Path | None = None  # the first budget-free run (confidence exits): the others share its weights
     for k, entry in enumerate(entries, 1):
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
         freeze = freeze_static and entry.mode == "sparse"  # the baselines have no gates to freeze
@@ -120,13 +122,13 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
                 log(f"[{k}/{len(entries)}] {entry.name}: exported again, "
                     f"{'with' if freeze else 'without'} --freeze-static-gates")
             trained.append((entry, run_dir, bundle_dir, metrics))
-            if entry.mode == "sparse" and _budget_free(run_dir):
-                shared.setdefault(_training_key(entry), run_dir)
+            if shared is None and entry.name in kept_exits and kept_exits[entry.name].budget_free_training:
+                shared = run_dir
             continue
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
                                     gate_scope=entry.gate_scope, exits=list(exits or []) if entry.gate_scope == "exit" else [],
                                     **(expand if entry.gate_scope == "exit" else {}), **backbone)
-        sibling = shared.get(_training_key(entry)) if config.budget_free_training else None
+        sibling = shared if config.budget_free_training else None
         log(f"[{k}/{len(entries)}] {entry.name}: " + (f"calibrating the weights of {sibling.name}..." if sibling
                                                        else "training..."))
         opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed, accelerator=accelerator, fast_layout=fast_layout,
@@ -136,8 +138,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None, freeze_static=freeze)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
             f"{'calibrated' if sibling else 'trained'} in {metrics['train_seconds']:.0f}s, exported")
-        if config.budget_free_training:
-            shared.setdefault(_training_key(entry), run_dir)
+        if config.budget_free_training and shared is None:
+            shared = run_dir
         trained.append((entry, run_dir, bundle_dir, metrics))
     arrays, targets = RunDir(trained[0][1]).load_holdout_arrays()
     images = holdout_samples(arrays)
@@ -155,22 +157,10 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     return result
 
 
-def _training_key(entry: SweepEntry) -> tuple:
-    """Entries with the same key and budget-free training share one set of weights."""
-    return entry.mode, entry.gate_scope
-
-
-def _budget_free(run_dir: Path) -> bool:
-    """Whether a kept run's training ignored its budget (``budget_free_training``), so others may share it."""
-    try:
-        return GatedAdapterConfig.from_dict(RunDir(run_dir).load_json(CONFIG)["config"]).budget_free_training
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
 def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, exit_expand: int, exit_joint: bool,
-                      name: str) -> None:
-    """A kept exit entry must have its exits where this sweep asks for them, built and trained the way it asks."""
+                      name: str) -> GatedAdapterConfig:
+    """A kept exit entry must have its exits where this sweep asks for them, built and trained the way it asks;
+    returns the config it was built with."""
     saved = RunDir(run_dir).load_json(CONFIG)
     try:  # fields older runs lack get the values those runs were built with
         built = GatedAdapterConfig.from_dict(saved["config"])
@@ -192,6 +182,7 @@ def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, exit
         where = ",".join(map(str, trained))
         raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "
                         f"resume with --exits {where}, or start a new sweep folder")
+    return built
 
 
 def _training_figures(entry: SweepEntry, run_dir: Path, manifest: dict, metrics: dict) -> dict:
