@@ -120,6 +120,10 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--difficulty-weight", default=4.0, show_default=True, type=click.FloatRange(0.0),
               help="Route more of the budget to inputs that gain most from every gate open and less to easy ones "
                    "(needs --open-weight above 0; 0: off; see docs/gating.md).")
+@click.option("--couple-from", default=None, type=int,
+              help="The gates from this backbone block on train to decide together: each input takes one shallow "
+                   "or one deep route through the later blocks, so most inputs run less than the mean and p50 "
+                   "latency drops (gate scope block or adapter; docs/gating.md, \"Coupled gates\") [default: off].")
 @click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0.0, 0.5, max_open=True),
               help="Label smoothing of every cross-entropy term.")
 @click.option("--experts", default=1, show_default=True, type=click.IntRange(1, 64),
@@ -134,7 +138,7 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, mode, budget,
           budget_statistic, gate_scope, exit_rule, exits, exit_distill, exit_expand, exit_joint, epochs, image_size, lr,
-          open_weight, difficulty_weight, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
+          open_weight, difficulty_weight, couple_from, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
           as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
     metrics.json."""
@@ -150,12 +154,14 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
     try:
         config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
                                     budget_statistic=budget_statistic, exit_rule=exit_rule, experts=experts, top_k=top_k,
-                                    exits=exits or [], **exit_fields(exit_expand, exit_joint),
+                                    exits=exits or [], coupled_from=couple_from, **exit_fields(exit_expand, exit_joint),
                                     **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if config.exits:
         check_buildable(config, "--exits")
+    if config.coupled_from is not None:
+        check_buildable(config, "--couple-from")
     opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight,
                         difficulty_weight=difficulty_weight, label_smoothing=label_smoothing, calibration_fraction=calibration_fraction,
                         exit_distill=exit_distill or 0.0, accelerator=accelerator, fast_layout=fast_layout)
@@ -319,10 +325,13 @@ def demo(out_dir, force, as_json) -> None:
 @click.option("--freeze-static-gates", is_flag=True, help="Export every sparse entry as 'export --freeze-static-gates' does: "
               + FREEZE_STATIC_HELP)
 @click.option("--timings", default=3, show_default=True, type=click.IntRange(1, 20), help=TIMINGS_HELP)
+@click.option("--couple-from", default=None, type=int,
+              help="The sparse block and adapter entries couple their gates from this backbone block on, as "
+                   "train --couple-from does [default: off].")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
 def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, budgets, modes, gate_scopes,
           epochs, image_size, runs, seed, force, resume, exits, exit_distill, exit_expand, exit_joint,
-          freeze_static_gates, timings, as_json) -> None:
+          freeze_static_gates, timings, couple_from, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
     from .sweep import SWEEP_PNG, format_sweep, run_sweep
@@ -334,7 +343,7 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
                            gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator,
                            fast_layout=fast_layout, freeze_static=freeze_static_gates, exits=_exit_blocks(exits),
                            exit_distill=exit_distill, exit_expand=exit_expand, exit_joint=exit_joint,
-                           progress=_lazy_progress(stack, runs, "timing"), timings=timings)
+                           progress=_lazy_progress(stack, runs, "timing"), timings=timings, coupled_from=couple_from)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

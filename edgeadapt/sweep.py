@@ -65,7 +65,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
               gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False,
               freeze_static: bool = False, exits: list[int] | None = None, exit_distill: float = 0.0,
               exit_expand: int | None = None, exit_joint: bool = False, progress: Callable[[int], None] | None = None,
-              timings: int = 1) -> dict:
+              timings: int = 1, coupled_from: int | None = None) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
@@ -78,6 +78,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     (``train --exit-distill``, ``--exit-expand``, ``--exit-joint``; ``exit_expand`` None: the config's default),
     stops the sweep before anything trains. ``progress(1)`` per input
     timed, up to ``runs``; ``timings``: rotations at most while the host is unsteady (``measure_bundles``).
+    ``coupled_from``: the sparse block and adapter entries couple their gates from this block on (``train
+    --couple-from``); a kept entry coupled otherwise stops the sweep before anything trains.
     """
     from .data import check_data, holdout_samples
     from .export.bundle import export_run
@@ -95,6 +97,13 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
                              "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint},
                             "exit in --gate-scopes")
     expand = exit_fields(exit_expand, exit_joint)
+    coupled_scopes = [g for g in gate_scopes if g != "exit"] if "sparse" in modes else []
+    if coupled_from is not None:
+        if not coupled_scopes:
+            raise UserError("--couple-from couples the gates of sparse block or adapter entries; it needs sparse in "
+                            "--modes and block or adapter in --gate-scopes")
+        check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope=coupled_scopes[0],
+                                           coupled_from=coupled_from, **backbone), "--couple-from")
     if "exit" in gate_scopes and "sparse" in modes:  # the blocks the exits go after, the default's included
         built = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
                                                    **expand, **backbone), "--exits")
@@ -109,6 +118,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / CONFIG).exists():
             kept_exits[entry.name] = _kept_exits_match(out / "runs" / entry.name, exits, exit_distill, exit_expand,
                                                        exit_joint, entry.name)
+        elif _couples(entry) and (out / "runs" / entry.name / CONFIG).exists():
+            _kept_coupling_matches(out / "runs" / entry.name, coupled_from, entry.name)
     trained = []
     shared: Path | None = None  # the first budget-free run (confidence exits): the others share its weights
     for k, entry in enumerate(entries, 1):
@@ -127,6 +138,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             continue
         config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
                                     gate_scope=entry.gate_scope, exits=list(exits or []) if entry.gate_scope == "exit" else [],
+                                    coupled_from=coupled_from if _couples(entry) else None,
                                     **(expand if entry.gate_scope == "exit" else {}), **backbone)
         sibling = shared if config.budget_free_training else None
         log(f"[{k}/{len(entries)}] {entry.name}: " + (f"calibrating the weights of {sibling.name}..." if sibling
@@ -151,10 +163,24 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     _relative_to_dense(rows)
     result = {"data": str(data), "backbone": backbone.get("backbone", "efficientnet_lite0"),
               "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs, "freeze_static_gates": freeze_static,
+              "coupled_from": coupled_from,
               "heldout_inputs": int(len(images)), "host": host, "entries": rows, "summary": summarize(rows)}
     write_json(out / SWEEP_JSON, result)
     plot_tradeoff(rows, out / SWEEP_PNG, f"{Path(data).name}: {len(images)} held-out inputs, batch 1 on this host")
     return result
+
+
+def _couples(entry: SweepEntry) -> bool:
+    """Whether ``--couple-from`` applies to the entry: a sparse model gated by block or adapter."""
+    return entry.mode == "sparse" and entry.gate_scope != "exit"
+
+
+def _kept_coupling_matches(run_dir: Path, coupled_from: int | None, name: str) -> None:
+    """A kept sparse block or adapter entry must have coupled its gates as this sweep asks."""
+    kept = RunDir(run_dir).load_json(CONFIG).get("config", {}).get("coupled_from")
+    if kept != coupled_from:
+        how = f"with --couple-from {kept}" if kept is not None else "without --couple-from"
+        raise UserError(f"{name} in this sweep folder was trained {how}; resume {how}, or start a new sweep folder")
 
 
 def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, exit_expand: int, exit_joint: bool,

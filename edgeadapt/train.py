@@ -43,6 +43,7 @@ class TrainOptions:
     margin_weight: float = 0.1  # hinge on gate margins beyond ±gate_margin: keeps every gate's gradient alive
     gate_margin: float = 3.0
     difficulty_weight: float = 4.0  # more compute for inputs that gain most from it (needs the open loss)
+    couple_weight: float = 16.0  # coupled gates (config.coupled_from): pull each input's coupled gates to one decision
     accelerator: str = "auto"  # where training runs: auto (a GPU when torch sees one, else the CPU), cpu or cuda
     fast_layout: bool = False  # BatchNorm folded into frozen convs, channels-last: ~35 % faster steps, other rounding
 
@@ -289,6 +290,15 @@ def difficulty_loss(logits: torch.Tensor, open_logits: torch.Tensor, targets: to
     return -(spent * rank).mean()
 
 
+def agreement_loss(p_open: torch.Tensor, costs: torch.Tensor) -> torch.Tensor:
+    """How far each input's coupled gates ``[N, K]`` disagree: the cost-weighted variance of their open
+    probabilities, averaged over inputs. Zero when they agree, whatever they agree on, so the budget and the
+    routing still choose which inputs take the deep route."""
+    w = costs / costs.sum()
+    mean = (p_open * w).sum(1, keepdim=True)
+    return ((p_open - mean) ** 2 * w).sum(1).mean()
+
+
 def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, costs: list[int],
                 opts: TrainOptions, log: Log, group: Group | None = None) -> list[dict]:
     """Cross-entropy plus a squared pull of the expected compute fraction toward the budget.
@@ -305,6 +315,7 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
     c = torch.tensor(costs, dtype=torch.float32, device=device)
     c = c / c.sum().clamp_min(1)
     y = torch.from_numpy(targets).to(device)
+    coupled = model.coupled_columns
     step = _Step(model, bool(opts.open_weight) and trains_open(model.config), opts.gate_margin)
     if group is not None:
         step = torch.nn.parallel.DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None)
@@ -331,6 +342,8 @@ def train_gated(model: GatedModel, feats: torch.Tensor, targets: np.ndarray, cos
                 loss = loss + opts.open_weight * F.cross_entropy(open_logits, y[idx], label_smoothing=opts.label_smoothing)
                 if gated and opts.difficulty_weight:
                     loss = loss + opts.difficulty_weight * difficulty_loss(logits, open_logits, y[idx], spent)
+            if coupled and opts.couple_weight:
+                loss = loss + opts.couple_weight * agreement_loss(p_open[:, coupled], c[coupled])
             loss = loss + opts.balance_weight * model.balance_loss()  # adapter banks only
             loss = loss + opts.exit_weight * model.exit_loss(y[idx], opts.label_smoothing, opts.exit_distill)  # early exits only
             optim.zero_grad()

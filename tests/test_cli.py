@@ -93,7 +93,7 @@ def test_train_json_writes_a_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = run_cli("train", "--data", data, "--out", run, "--epochs", "1", "--image-size", "32", "--budget", "0.6",
                    "--gate-scope", "adapter", "--holdout", "0.2", "--difficulty-weight", "2.5", "--budget-statistic",
-                   "median", "--json")
+                   "median", "--couple-from", "10", "--json")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)
     assert "history" not in metrics
@@ -109,6 +109,7 @@ def test_train_json_writes_a_run_folder(tmp_path: Path) -> None:
     assert config["config"]["labels"] == ["dark", "light"]
     assert config["config"]["gate_scope"] == "adapter" and config["config"]["budget"] == 0.6
     assert config["config"]["budget_statistic"] == "median"
+    assert config["config"]["coupled_from"] == 10 and config["train"]["couple_weight"] == 16.0
     # 5 images per class: 1 held out, 1 kept out of training to calibrate the thresholds on, 3 to train
     assert (config["train"]["n_train"], config["train"]["n_calibration"], config["train"]["n_holdout"]) == (6, 2, 2)
     assert (config["train"]["difficulty_weight"], config["train"]["margin_weight"]) == (2.5, 0.1)

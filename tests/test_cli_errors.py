@@ -77,8 +77,10 @@ def test_train_into_existing_folder_without_force(trained: Trained, tmp_path: Pa
     (["--exit-distill", "0.5"], "--exit-distill trains early exits; it needs --gate-scope exit"),
     (["--exit-expand", "2"], "--exit-expand shapes early exits; it needs --gate-scope exit"),
     (["--exit-joint"], "--exit-joint trains early exits; it needs --gate-scope exit"),
+    (["--couple-from", "8"], "--couple-from: block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
+    (["--couple-from", "9", "--mode", "static"], "coupled gates (--couple-from) need --mode sparse"),
 ])
-def test_train_bad_exits_before_reading_data(args: list[str], message: str, tmp_path: Path) -> None:
+def test_train_bad_exits_or_coupling_before_reading_data(args: list[str], message: str, tmp_path: Path) -> None:
     """Checked before the data: the folder named here does not even exist."""
     proc = run_cli("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "run", *args)
     assert_user_error(proc, message)

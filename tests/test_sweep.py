@@ -196,6 +196,9 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     (["--exit-distill", "1"], "error: --exit-distill trains early exits; it needs exit in --gate-scopes"),
     (["--exit-expand", "2"], "error: --exit-expand shapes early exits; it needs exit in --gate-scopes"),
     (["--exit-joint"], "error: --exit-joint trains early exits; it needs exit in --gate-scopes"),
+    (["--couple-from", "9", "--modes", "dense,static"], "error: --couple-from couples the gates of sparse block or "
+     "adapter entries; it needs sparse in --modes and block or adapter in --gate-scopes"),
+    (["--couple-from", "8"], "error: --couple-from: block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
     (["--data", "/nonexistent/parts"],
      "error: data folder /nonexistent/parts does not exist; pass a folder with one sub-folder per class"),
 ])
@@ -313,8 +316,10 @@ def test_only_budget_free_training_shares_weights(sweep: Path, trained: Trained,
                              "with --exit-expand 4, or start a new sweep folder"),
     (["--exit-joint"], "sparse-exit@0.5 in this sweep folder was trained without --exit-joint; resume without it, "
                        "or start a new sweep folder"),
+    (["--couple-from", "9"], "sparse@0.5 in this sweep folder was trained without --couple-from; resume without "
+                             "--couple-from, or start a new sweep folder"),
 ])
-def test_resume_refuses_exits_trained_otherwise_before_training(sweep: Path, trained: Trained, tmp_path: Path,
+def test_resume_refuses_entries_trained_otherwise_before_training(sweep: Path, trained: Trained, tmp_path: Path,
                                                                  args: list[str], message: str) -> None:
     import shutil
 
@@ -326,6 +331,18 @@ def test_resume_refuses_exits_trained_otherwise_before_training(sweep: Path, tra
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert message in proc.stderr
     assert "training..." not in proc.stderr and not (copy / "runs" / "dense").exists()
+
+
+def test_sweep_couples_the_sparse_block_entries(trained: Trained, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    proc = run_cli("sweep", "--data", trained.data, "--out", out, "--modes", "dense,sparse", "--budgets", "0.5",
+                   "--epochs", "1", "--image-size", IMAGE_SIZE, "--runs", "3", "--timings", "1", "--couple-from", "9",
+                   "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["coupled_from"] == 9
+    coupled = {name: json.loads((out / "runs" / name / "config.json").read_text())["config"]["coupled_from"]
+               for name in ("dense", "sparse@0.5")}
+    assert coupled == {"dense": None, "sparse@0.5": 9}
 
 
 def test_compare_never_replaces_a_file_without_force(sweep: Path, tmp_path: Path) -> None:

@@ -16,12 +16,15 @@ def create_model(config: GatedAdapterConfig, pretrained: bool = True) -> GatedMo
     if config.backbone.startswith(CUSTOM_PREFIX):
         from .custom_model import GatedCustomModel
 
-        return GatedCustomModel(config, pretrained)
-    if is_text_backbone(config.backbone):
+        model: GatedModel = GatedCustomModel(config, pretrained)
+    elif is_text_backbone(config.backbone):
         from .text_model import GatedTextModel
 
-        return GatedTextModel(config, pretrained)
-    return GatedAdapterModel(config, pretrained)
+        model = GatedTextModel(config, pretrained)
+    else:
+        model = GatedAdapterModel(config, pretrained)
+    model.couple_gates()
+    return model
 
 
 def check_buildable(config: GatedAdapterConfig, option: str) -> GatedAdapterConfig:

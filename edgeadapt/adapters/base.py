@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .config import GatedAdapterConfig
-from .layer import GatedBlock
+from .layer import GatedBlock, SharedNoise
 
 OPEN_ALL = -1e9   # a threshold below any logit: the gate is always open
 CLOSE_ALL = 1e9   # a threshold above any logit: the gate is always closed
@@ -94,6 +94,27 @@ class GatedModel(nn.Module):
     def gated_blocks(self) -> list[GatedBlock]:
         """The blocks with a gate that decides per input (none in the baseline modes)."""
         return [b for b in self.adapter_blocks() if b.gate is not None]
+
+    @property
+    def coupled_columns(self) -> list[int]:
+        """The columns, in the gate output, of the gates that train to decide together (``config.coupled_from``
+        and every gate after it); empty when the config couples none."""
+        first, blocks = self.config.coupled_from, self.config.gated_blocks
+        if first is None:
+            return []
+        if first not in blocks:
+            raise ValueError(f"block {first} has no gate; the gated blocks are {', '.join(map(str, blocks))}")
+        columns = [k for k, i in enumerate(blocks) if i >= first]
+        if len(columns) < 2:
+            raise ValueError(f"block {first} is the last gated block; coupling needs two gates or more, so name "
+                             "an earlier one")
+        return columns
+
+    def couple_gates(self) -> None:
+        """Give the coupled gates one shared noise draw per input while training (``SharedNoise``)."""
+        group, gated = SharedNoise(), self.gated_blocks()
+        for n, k in enumerate(self.coupled_columns):
+            gated[k].noise = (group, n == 0)
 
     def freeze_gates(self, decisions: dict[int, bool]) -> None:
         """Make these gates static (backbone block -> always runs or never runs); export then has no If for them."""

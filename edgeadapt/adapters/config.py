@@ -26,6 +26,9 @@ class GatedAdapterConfig:
     input goes on or leaves with the exit's prediction (the rest of the network is skipped). With
     ``exit_rule='confidence'`` the gate is the exit's own uncertainty, so hard inputs go deeper.
 
+    ``coupled_from``: the gates from this backbone block on train to decide together, so that each input takes
+    one shallow or one deep route through the later blocks (docs/gating.md, "Coupled gates").
+
     ``mode`` (see docs/baselines.md): ``sparse`` gates every adapter site; ``dense`` runs every block and
     adapter always; ``static`` drops the blocks listed in ``static_closed`` for every input (their adapters
     stand in); ``linear-probe`` trains only the head; ``full`` fine-tunes the whole backbone, no adapters.
@@ -51,6 +54,7 @@ class GatedAdapterConfig:
     # off: each exit learns on detached features, so the path to the final head trains as dense's does
     experts: int = 1  # adapters per site; above 1 a router picks top_k of them per sample (AdapterBank)
     top_k: int = 1
+    coupled_from: int | None = None  # the backbone block from which the gates train to decide together (None: each alone)
     blocks: str = ""  # custom backbones: the pattern naming the gateable blocks
     input_shape: list[int] = field(default_factory=list)  # custom backbones: one input without the batch
 
@@ -71,6 +75,8 @@ class GatedAdapterConfig:
                              f"not {self.budget_statistic!r}")
         if self.exit_expand < 0:
             raise ValueError(f"exit expand must be 0 (none) or more, not {self.exit_expand}")
+        if self.coupled_from is not None and not (self.has_gates and self.gate_scope in ("block", "adapter")):
+            raise ValueError("coupled gates (--couple-from) need --mode sparse with gate scope block or adapter")
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget must be in (0, 1], not {self.budget}")
 

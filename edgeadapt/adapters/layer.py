@@ -93,13 +93,34 @@ def conditional(pred: torch.Tensor, true_fn, false_fn, operands: tuple):
     return true_fn(*operands) if bool(pred) else false_fn(*operands)
 
 
-def sample_gate(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Straight-through Gumbel-sigmoid: a hard 0/1 forward, the relaxed gradient backward."""
-    u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+def uniform_noise(like: torch.Tensor) -> torch.Tensor:
+    """U(0, 1) per element of ``like``, kept off 0 and 1 so its logit is finite."""
+    return torch.rand_like(like).clamp(1e-6, 1 - 1e-6)
+
+
+def sample_gate(logits: torch.Tensor, temperature: float, u: torch.Tensor | None = None) -> torch.Tensor:
+    """Straight-through Gumbel-sigmoid: a hard 0/1 forward, the relaxed gradient backward. ``u``: the uniform
+    draw to use (coupled gates share one, see ``SharedNoise``); a fresh one when not given."""
+    u = uniform_noise(logits) if u is None else u
     noisy = (logits + torch.log(u) - torch.log1p(-u)) / temperature
     soft = torch.sigmoid(noisy)
     hard = (noisy > 0).to(logits.dtype)
     return hard + soft - soft.detach()
+
+
+class SharedNoise:
+    """One noise draw per input for a group of coupled gates (``GatedModel.couple_gates``). Gates trained to
+    agree then also open and close together while training, as their deployed decisions do; with a draw
+    each, an input would train on mixed patterns that it never runs deployed."""
+
+    def __init__(self) -> None:
+        self.u: torch.Tensor | None = None
+
+    def draw(self, like: torch.Tensor, fresh: bool) -> torch.Tensor:
+        """A new draw for the group's first gate (``fresh``); the same one for the gates after it."""
+        if fresh or self.u is None or self.u.shape != like.shape:
+            self.u = uniform_noise(like)
+        return self.u
 
 
 class ExitHead(nn.Module):
@@ -219,6 +240,7 @@ class GatedBlock(nn.Module):
         self.gate = gate if fixed is None else None
         self.temperature = 1.0
         self.margin: torch.Tensor | None = None  # training: the last forward's gate margin, for margin_loss
+        self.noise: tuple[SharedNoise, bool] | None = None  # coupled gates: the group's draw, and whether this gate draws it
 
     def forward(self, x: torch.Tensor, threshold: torch.Tensor | None,
                 *context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -229,7 +251,8 @@ class GatedBlock(nn.Module):
         if self.training:
             # the gate reads a detached input: its losses decide where to route, they do not reshape the features
             self.margin = self.gate(x.detach(), *context) - threshold
-            return self._mix(x, sample_gate(self.margin, self.temperature), context), torch.sigmoid(self.margin)
+            u = self.noise[0].draw(self.margin, self.noise[1]) if self.noise else None
+            return self._mix(x, sample_gate(self.margin, self.temperature, u), context), torch.sigmoid(self.margin)
         margin = self.gate(x, *context) - threshold
         # every op here runs at every gate, open or closed, so the graph is kept to the few it needs
         any_open = margin.max() > 0
