@@ -97,12 +97,12 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
                              "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint},
                             "exit in --gate-scopes")
     expand = exit_fields(exit_expand, exit_joint)
-    coupled_scopes = [g for g in gate_scopes if g != "exit"] if "sparse" in modes else []
+    coupled = [e for e in entries if _couples(e)]
     if coupled_from is not None:
-        if not coupled_scopes:
+        if not coupled:
             raise UserError("--couple-from couples the gates of sparse block or adapter entries; it needs sparse in "
                             "--modes and block or adapter in --gate-scopes")
-        check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope=coupled_scopes[0],
+        check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope=coupled[0].gate_scope,
                                            coupled_from=coupled_from, **backbone), "--couple-from")
     if "exit" in gate_scopes and "sparse" in modes:  # the blocks the exits go after, the default's included
         built = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
