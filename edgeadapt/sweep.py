@@ -114,12 +114,16 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
         prepare_output(out, force, "sweep")
     out.mkdir(parents=True, exist_ok=True)
     kept_exits: dict[str, GatedAdapterConfig] = {}  # the configs of kept exit runs, checked before any training
-    for entry in entries if resume else ():  # kept exits must be where this sweep wants them, built as it asks
-        if entry.gate_scope == "exit" and entry.mode == "sparse" and (out / "runs" / entry.name / CONFIG).exists():
-            kept_exits[entry.name] = _kept_exits_match(out / "runs" / entry.name, exits, exit_distill, exit_expand,
-                                                       exit_joint, entry.name)
-        elif _couples(entry) and (out / "runs" / entry.name / CONFIG).exists():
-            _kept_coupling_matches(out / "runs" / entry.name, coupled_from, entry.name)
+    for entry in entries if resume else ():  # kept sparse runs must be built and trained as this sweep asks
+        run_dir = out / "runs" / entry.name
+        if entry.mode != "sparse" or not (run_dir / CONFIG).exists():
+            continue
+        built, train = _kept_config(run_dir)
+        if entry.gate_scope == "exit":
+            _kept_exits_match(built, train, exits, exit_distill, exit_expand, exit_joint, entry.name)
+            kept_exits[entry.name] = built
+        else:
+            _kept_coupling_matches(built, coupled_from, entry.name)
     trained = []
     shared: Path | None = None  # the first budget-free run (confidence exits): the others share its weights
     for k, entry in enumerate(entries, 1):
@@ -175,25 +179,27 @@ def _couples(entry: SweepEntry) -> bool:
     return entry.mode == "sparse" and entry.gate_scope != "exit"
 
 
-def _kept_coupling_matches(run_dir: Path, coupled_from: int | None, name: str) -> None:
+def _kept_config(run_dir: Path) -> tuple[GatedAdapterConfig, dict]:
+    """A kept run's model config and training options as it saved them; one line if they cannot be read."""
+    saved = RunDir(run_dir).load_json(CONFIG)
+    try:  # fields older runs lack get the values those runs were built with
+        return GatedAdapterConfig.from_dict(saved["config"]), dict(saved["train"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{run_dir / CONFIG} has a bad config ({exc}); start a new sweep folder") from None
+
+
+def _kept_coupling_matches(built: GatedAdapterConfig, coupled_from: int | None, name: str) -> None:
     """A kept sparse block or adapter entry must have coupled its gates as this sweep asks."""
-    kept = RunDir(run_dir).load_json(CONFIG).get("config", {}).get("coupled_from")
-    if kept != coupled_from:
-        how = f"with --couple-from {kept}" if kept is not None else "without --couple-from"
+    if built.coupled_from != coupled_from:
+        how = f"with --couple-from {built.coupled_from}" if built.coupled_from is not None else "without --couple-from"
         raise UserError(f"{name} in this sweep folder was trained {how}; resume {how}, or start a new sweep folder")
 
 
-def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, exit_expand: int, exit_joint: bool,
-                      name: str) -> GatedAdapterConfig:
-    """A kept exit entry must have its exits where this sweep asks for them, built and trained the way it asks;
-    returns the config it was built with."""
-    saved = RunDir(run_dir).load_json(CONFIG)
-    try:  # fields older runs lack get the values those runs were built with
-        built = GatedAdapterConfig.from_dict(saved["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{run_dir / CONFIG} has a bad config ({exc}); start a new sweep folder") from None
+def _kept_exits_match(built: GatedAdapterConfig, train: dict, exits: list[int], exit_distill: float,
+                      exit_expand: int, exit_joint: bool, name: str) -> None:
+    """A kept exit entry must have its exits where this sweep asks for them, built and trained the way it asks."""
     trained = built.exits
-    distilled = saved["train"].get("exit_distill", 0.0)  # runs from before the option learned from labels only
+    distilled = train.get("exit_distill", 0.0)  # runs from before the option learned from labels only
     if distilled != exit_distill:
         raise UserError(f"{name} in this sweep folder was trained with --exit-distill {distilled:g}; resume with "
                         f"--exit-distill {distilled:g}, or start a new sweep folder")
@@ -208,7 +214,6 @@ def _kept_exits_match(run_dir: Path, exits: list[int], exit_distill: float, exit
         where = ",".join(map(str, trained))
         raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "
                         f"resume with --exits {where}, or start a new sweep folder")
-    return built
 
 
 def _training_figures(entry: SweepEntry, run_dir: Path, manifest: dict, metrics: dict) -> dict:
