@@ -110,6 +110,10 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--exit-joint", is_flag=True,
               help="Gate scope exit: the exits' loss also trains the adapters before them (deep supervision); by "
                    "default each exit learns on detached features, so the final head trains as dense's does.")
+@click.option("--exit-mix", default=None, type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="Gate scope exit: an input that passes every exit gets the final head's probabilities mixed with "
+                   "this share of the last exit's, which is more accurate than the final head alone (0: off; see "
+                   "docs/gating.md) [default: 0.4].")
 @click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
 @click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
@@ -137,7 +141,7 @@ def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: 
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, mode, budget,
-          budget_statistic, gate_scope, exit_rule, exits, exit_distill, exit_expand, exit_joint, epochs, image_size, lr,
+          budget_statistic, gate_scope, exit_rule, exits, exit_distill, exit_expand, exit_joint, exit_mix, epochs, image_size, lr,
           open_weight, difficulty_weight, couple_from, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
           as_json) -> None:
     """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
@@ -149,12 +153,13 @@ def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
     exits = _exit_blocks(exits)
     if gate_scope != "exit" or mode != "sparse":
         refuse_exit_options({"--exits": bool(exits), "--exit-distill": exit_distill is not None,
-                             "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint},
-                            "--gate-scope exit (and --mode sparse)")
+                             "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint,
+                             "--exit-mix": exit_mix is not None}, "--gate-scope exit (and --mode sparse)")
     try:
         config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
                                     budget_statistic=budget_statistic, exit_rule=exit_rule, experts=experts, top_k=top_k,
-                                    exits=exits or [], coupled_from=couple_from, **exit_fields(exit_expand, exit_joint),
+                                    exits=exits or [], coupled_from=couple_from,
+                                    **exit_fields(exit_expand, exit_joint, exit_mix),
                                     **_backbone_fields(backbone, backbone_dir, max_length, blocks))
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -322,6 +327,9 @@ def demo(out_dir, force, as_json) -> None:
               help="How wide the exit-scope entries' exit heads are, as train --exit-expand [default: 4].")
 @click.option("--exit-joint", is_flag=True, help="The exit-scope entries' exits also train the adapters before them, "
               "as train --exit-joint.")
+@click.option("--exit-mix", default=None, type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="How much of the last exit the exit-scope entries mix into the final head, as train --exit-mix "
+                   "[default: 0.4].")
 @click.option("--freeze-static-gates", is_flag=True, help="Export every sparse entry as 'export --freeze-static-gates' does: "
               + FREEZE_STATIC_HELP)
 @click.option("--timings", default=3, show_default=True, type=click.IntRange(1, 20), help=TIMINGS_HELP)
@@ -330,7 +338,7 @@ def demo(out_dir, force, as_json) -> None:
                    "train --couple-from does [default: off].")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
 def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, budgets, modes, gate_scopes,
-          epochs, image_size, runs, seed, force, resume, exits, exit_distill, exit_expand, exit_joint,
+          epochs, image_size, runs, seed, force, resume, exits, exit_distill, exit_expand, exit_joint, exit_mix,
           freeze_static_gates, timings, couple_from, as_json) -> None:
     """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
     _need_training_extra()
@@ -343,7 +351,7 @@ def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, acceler
                            gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator,
                            fast_layout=fast_layout, freeze_static=freeze_static_gates, exits=_exit_blocks(exits),
                            exit_distill=exit_distill, exit_expand=exit_expand, exit_joint=exit_joint,
-                           progress=_lazy_progress(stack, runs, "timing"), timings=timings, coupled_from=couple_from)
+                           exit_mix=exit_mix, progress=_lazy_progress(stack, runs, "timing"), timings=timings, coupled_from=couple_from)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

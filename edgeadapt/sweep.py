@@ -64,8 +64,8 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
               log: Callable[[str], None] = print, backbone: dict | None = None,
               gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False,
               freeze_static: bool = False, exits: list[int] | None = None, exit_distill: float = 0.0,
-              exit_expand: int | None = None, exit_joint: bool = False, progress: Callable[[int], None] | None = None,
-              timings: int = 1, coupled_from: int | None = None) -> dict:
+              exit_expand: int | None = None, exit_joint: bool = False, exit_mix: float | None = None,
+              progress: Callable[[int], None] | None = None, timings: int = 1, coupled_from: int | None = None) -> dict:
     """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
 
     ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
@@ -74,8 +74,9 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     entry trains (``train --accelerator``, ``--fast-layout``). ``freeze_static``: how each entry exports
     (``export --freeze-static-gates``); a kept entry exported the other way is exported again, not retrained.
     ``exits``: where the exit-scope entries place their exits (``train --exits``; None: the backbone's default);
-    a kept exit entry trained with others, or with another ``exit_distill``, ``exit_expand`` or ``exit_joint``
-    (``train --exit-distill``, ``--exit-expand``, ``--exit-joint``; ``exit_expand`` None: the config's default),
+    a kept exit entry trained with others, or with another ``exit_distill``, ``exit_expand``, ``exit_joint`` or
+    ``exit_mix`` (``train --exit-distill``, ``--exit-expand``, ``--exit-joint``, ``--exit-mix``; None: the config's
+    default),
     stops the sweep before anything trains. ``progress(1)`` per input
     timed, up to ``runs``; ``timings``: rotations at most while the host is unsteady (``measure_bundles``).
     ``coupled_from``: the sparse block and adapter entries couple their gates from this block on (``train
@@ -94,9 +95,9 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             raise UserError(f"--gate-scopes {scope}: {exc}") from None
     if "exit" not in gate_scopes:
         refuse_exit_options({"--exits": bool(exits), "--exit-distill": bool(exit_distill),
-                             "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint},
-                            "exit in --gate-scopes")
-    expand = exit_fields(exit_expand, exit_joint)
+                             "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint,
+                             "--exit-mix": exit_mix is not None}, "exit in --gate-scopes")
+    expand = exit_fields(exit_expand, exit_joint, exit_mix)
     coupled = [e for e in entries if _couples(e)]
     if coupled_from is not None:
         if not coupled:
@@ -107,7 +108,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     if "exit" in gate_scopes and "sparse" in modes:  # the blocks the exits go after, the default's included
         built = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
                                                    **expand, **backbone), "--exits")
-        exits, exit_expand = built.exits, built.exit_expand
+        exits, exit_expand, exit_mix = built.exits, built.exit_expand, built.exit_mix
     check_data(data, GatedAdapterConfig(image_size=image_size, **backbone))  # before the sweep folder exists
     out = Path(out)
     if not resume:
@@ -120,7 +121,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             continue
         built, train = _kept_config(run_dir)
         if entry.gate_scope == "exit":
-            _kept_exits_match(built, train, exits, exit_distill, exit_expand, exit_joint, entry.name)
+            _kept_exits_match(built, train, exits, exit_distill, exit_expand, exit_joint, exit_mix, entry.name)
             kept_exits[entry.name] = built
         else:
             _kept_coupling_matches(built, coupled_from, entry.name)
@@ -196,7 +197,7 @@ def _kept_coupling_matches(built: GatedAdapterConfig, coupled_from: int | None, 
 
 
 def _kept_exits_match(built: GatedAdapterConfig, train: dict, exits: list[int], exit_distill: float,
-                      exit_expand: int, exit_joint: bool, name: str) -> None:
+                      exit_expand: int, exit_joint: bool, exit_mix: float, name: str) -> None:
     """A kept exit entry must have its exits where this sweep asks for them, built and trained the way it asks."""
     trained = built.exits
     distilled = train.get("exit_distill", 0.0)  # runs from before the option learned from labels only
@@ -210,6 +211,9 @@ def _kept_exits_match(built: GatedAdapterConfig, train: dict, exits: list[int], 
         how = "with" if built.exit_joint else "without"
         raise UserError(f"{name} in this sweep folder was trained {how} --exit-joint; resume {how} it, or start a new "
                         "sweep folder")
+    if built.exit_mix != exit_mix:
+        raise UserError(f"{name} in this sweep folder answers with --exit-mix {built.exit_mix:g}; resume with "
+                        f"--exit-mix {built.exit_mix:g}, or start a new sweep folder")
     if list(exits) != trained:
         where = ",".join(map(str, trained))
         raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "
@@ -250,10 +254,15 @@ def summarize(rows: list[dict]) -> dict:
         versus_static.append({"sparse": s["name"], "static_at_equal_or_more_latency": [t["name"] for t in slower_static],
                               "at_least_as_accurate": all(s["accuracy"] >= t["accuracy"] for t in slower_static),
                               "p_values": {t["name"]: paired_p(s, t) for t in slower_static}})
+    holds = {v["sparse"] for v in versus_static if v["at_least_as_accurate"]}
+    both = max((r for r in close if r["name"] in holds), key=lambda r: r["saving_vs_dense"], default=None)
     return {"fastest_sparse_within_1pt_of_dense": best["name"] if best else None,
             "its_saving_vs_dense": best["saving_vs_dense"] if best else None,
             "its_p_value_vs_dense": paired_p(best, dense) if best else None,
-            "sparse_vs_static": versus_static}
+            "sparse_vs_static": versus_static,
+            # both claims at once: the entry to ship (None when no sparse entry holds both)
+            "fastest_sparse_holding_both": {"name": both["name"], "saving_vs_dense": both["saving_vs_dense"],
+                                            "accuracy_vs_dense": both["accuracy"] - dense["accuracy"]} if both else None}
 
 
 def format_sweep(result: dict) -> str:
@@ -281,10 +290,21 @@ def format_sweep(result: dict) -> str:
                      f"{s['its_saving_vs_dense'] * 100:.0f}% below dense p50 ({p_text(s['its_p_value_vs_dense'])})")
     else:
         lines.append("no sparse model is within 1 point of dense accuracy")
+    if "fastest_sparse_holding_both" in s:  # sweep.json files from before session 17 lack it
+        lines.append(_both_line(s["fastest_sparse_holding_both"]))
     lines += _static_lines(result)
     if result.get("host"):  # sweep.json files from before session 14 lack it
         lines.append(host_text(result["host"]))
     return "\n".join(lines)
+
+
+def _both_line(both: dict | None) -> str:
+    if both is None:
+        return ("no sparse model is both within 1 point of dense and at least as accurate as every static model "
+                "as slow or slower")
+    return (f"fastest sparse within 1 point of dense and at least as accurate as every static model as slow or "
+            f"slower: {both['name']}, {both['saving_vs_dense'] * 100:.0f}% below dense p50, "
+            f"{both['accuracy_vs_dense'] * 100:+.1f} points against dense")
 
 
 def _static_lines(result: dict) -> list[str]:

@@ -48,7 +48,7 @@ def export_run(run_dir: Path, out_dir: Path, force: bool = False, log: Callable[
     gate_costs = GateCosts(**meta["costs"])
     all_costs = dict(zip(model.gate_names, gate_costs.for_scope(config.gate_scope)))
     all_macs = dict(zip(model.gate_names, gate_costs.macs_for(config.gate_scope)))
-    frozen = static_gates(metrics["gate_rates"], config.gate_scope) if freeze_static else {}
+    frozen = static_gates(metrics["gate_rates"], config.gate_scope, config.exit_mix > 0) if freeze_static else {}
     if frozen:
         model.freeze_gates({site_of[name]: STATIC_RUNS[state] for name, state in frozen.items()})
         log(f"static gates without If: {', '.join(f'{k} {v}' for k, v in frozen.items())}")
@@ -154,14 +154,16 @@ def _text_input(config, norm: dict) -> dict:
 STATIC_RUNS = {"always runs": True, "dropped": False, "never taken": True}
 
 
-def static_gates(gate_rates: dict[str, float], scope: str = "block") -> dict[str, str]:
+def static_gates(gate_rates: dict[str, float], scope: str = "block", mixes_last_exit: bool = False) -> dict[str, str]:
     """Gates whose held-out open rate was exactly 0 or 1: ``dropped`` or ``always runs`` once frozen. Early
-    exits: only those no held-out input left at (every input went on), ``never taken``: they lose their head.
+    exits: only those no held-out input left at (every input went on), ``never taken``: they lose their head;
+    the last keeps it where the final answer mixes it in (``exit_mix``).
 
     Freezing removes their If and gate ops (less overhead), but run-time ``--budget`` can no longer move them.
     """
     if scope == "exit":
-        return {name: "never taken" for name, rate in gate_rates.items() if rate == 1.0}
+        names = list(gate_rates)[:-1] if mixes_last_exit else list(gate_rates)
+        return {name: "never taken" for name in names if gate_rates[name] == 1.0}
     return {name: "dropped" if rate == 0.0 else "always runs" for name, rate in gate_rates.items() if rate in (0.0, 1.0)}
 
 

@@ -77,6 +77,7 @@ def test_train_into_existing_folder_without_force(trained: Trained, tmp_path: Pa
     (["--exit-distill", "0.5"], "--exit-distill trains early exits; it needs --gate-scope exit"),
     (["--exit-expand", "2"], "--exit-expand shapes early exits; it needs --gate-scope exit"),
     (["--exit-joint"], "--exit-joint trains early exits; it needs --gate-scope exit"),
+    (["--exit-mix", "0.2"], "--exit-mix combines early exits; it needs --gate-scope exit"),
     (["--couple-from", "8"], "--couple-from: block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
     (["--couple-from", "9", "--mode", "static"], "coupled gates (--couple-from) need --mode sparse"),
 ])

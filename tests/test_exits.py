@@ -43,14 +43,22 @@ def test_default_exits_end_stages(model) -> None:
     assert model.config.gated_blocks == [2, 4, 7]
 
 
+def _final_and_last_exit(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    h = model.prefix(x)
+    for j in range(3):
+        h = model.run_segment(j, h)
+    return model.final_logits(model.run_segment(3, h)), model.exit_heads[2].logits(h)
+
+
 def test_all_open_is_the_full_network_and_all_closed_the_first_exit(model) -> None:
+    """All open: the final head's probabilities mixed with ``exit_mix`` (0.4 by default) of the last exit's."""
     x = _x()
     with torch.no_grad():
         logits, gates = model(x, torch.full((3,), OPEN_ALL))
-        h = model.prefix(x)
-        for j in range(4):
-            h = model.run_segment(j, h)
-        assert torch.allclose(logits, model.final_logits(h), atol=1e-5) and gates.all()
+        final, last = _final_and_last_exit(model, x)
+        mixed = (0.6 * final.softmax(1) + 0.4 * last.softmax(1)).log()
+        assert model.config.exit_mix == 0.4 and gates.all()
+        assert torch.allclose(logits, mixed, atol=1e-5) and not torch.allclose(logits, final.log_softmax(1), atol=1e-3)
         logits, gates = model(x, torch.full((3,), CLOSE_ALL))
         first = model.exit_heads[0].logits(model.run_segment(0, model.prefix(x)))
         assert torch.allclose(logits, first, atol=1e-5) and not gates.any()
@@ -67,6 +75,37 @@ def test_a_sample_does_not_depend_on_its_batch(model) -> None:
     # a gate after an exit the sample took reads closed: it left
     for row in gates.tolist():
         assert row == sorted(row, reverse=True)
+
+
+def test_the_mix_answers_only_inputs_that_passed_every_exit(model) -> None:
+    """Inputs that left keep their exit's logits; the rest get the mixture; ``exit_mix`` 0 is the final head."""
+    x, thresholds = _x(), torch.tensor([OPEN_ALL, OPEN_ALL, 0.0])  # every input reaches the last exit
+    with torch.no_grad():
+        logits, gates = model(x, thresholds)
+        model.config.exit_mix = 0.0
+        try:
+            plain, _ = model(x, thresholds)
+        finally:
+            model.config.exit_mix = 0.4
+        final, last = _final_and_last_exit(model, x)
+    went_on = gates.all(dim=1)
+    assert 0 < went_on.sum() < len(x)  # some passed every exit, some left, or the test shows nothing
+    torch.testing.assert_close(logits[~went_on], plain[~went_on])
+    torch.testing.assert_close(plain[went_on], final[went_on])
+    torch.testing.assert_close(logits[went_on].exp(), 0.6 * final[went_on].softmax(1) + 0.4 * last[went_on].softmax(1))
+
+
+def test_mix_heads_is_a_stable_log_of_mixed_probabilities() -> None:
+    from edgeadapt.adapters.model import mix_heads
+
+    final = torch.tensor([[2.0, 0.0, -1.0], [900.0, -900.0, 0.0]])
+    last = torch.tensor([[0.0, 3.0, 0.0], [-900.0, 900.0, 0.0]])
+    assert mix_heads(final, last, 0.0) is final
+    mixed = mix_heads(final, last, 0.25)
+    assert torch.isfinite(mixed).all()  # logits far apart: no log(0)
+    torch.testing.assert_close(mixed.exp(), 0.75 * final.softmax(1) + 0.25 * last.softmax(1))
+    assert mixed.argmax(1).tolist() == [0, 0]
+    assert mix_heads(final, last, 0.5).argmax(1).tolist() == [1, 0]  # a sure last exit outvotes a less sure final head
 
 
 def test_confidence_exits_let_confident_inputs_leave() -> None:
@@ -156,12 +195,15 @@ def test_exit_heads_widen_before_pooling_and_older_runs_keep_theirs() -> None:
     assert ExitHead(8, 3, expand=0).expand is None and ExitHead(8, 3, expand=0).classifier.in_features == 8
     old = GatedAdapterConfig(gate_scope="exit").to_dict()
     assert old["exit_expand"] == 4
-    del old["exit_expand"], old["exit_joint"]
+    del old["exit_expand"], old["exit_joint"], old["exit_mix"]
     legacy = create_model(GatedAdapterConfig.from_dict(old), pretrained=False)
     assert legacy.config.exit_expand == 0 and legacy.config.exit_joint is True
+    assert legacy.config.exit_mix == 0.0  # before session 17 the final head alone answered
     assert not any(".expand." in k for k in legacy.trainable_state())
     with pytest.raises(ValueError, match="exit expand must be 0 .none. or more, not -1"):
         GatedAdapterConfig(gate_scope="exit", exit_expand=-1)
+    with pytest.raises(ValueError, match="exit mix must be at least 0 and below 1, not 1.0"):
+        GatedAdapterConfig(gate_scope="exit", exit_mix=1.0)
 
 
 def test_wider_exit_heads_count_in_the_budget() -> None:
@@ -207,13 +249,14 @@ def test_train_and_export_with_exits(trained: Trained, tmp_path: Path) -> None:
 
 
 def test_train_exits_where_the_user_places_them(trained: Trained, tmp_path: Path) -> None:
-    """``--exits 7``: one exit after block 7, so one If, and a gate rate for it alone."""
+    """``--exits 7``: one exit after block 7, so one If, and a gate rate for it alone; ``--exit-mix`` is kept."""
     res = run_cli("train", "--data", trained.data, "--out", tmp_path / "run", "--gate-scope", "exit", "--exits", "7",
-                  "--epochs", "1", "--image-size", IMAGE_SIZE, "--json")
+                  "--exit-mix", "0.25", "--epochs", "1", "--image-size", IMAGE_SIZE, "--json")
     assert res.returncode == 0, res.stderr
     metrics = json.loads(res.stdout)
     assert list(metrics["gate_rates"]) == ["exit07"]
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["exits"] == [7]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["exits"] == [7] and config["exit_mix"] == 0.25
     res = run_cli("export", tmp_path / "run", "--out", tmp_path / "bundle")
     assert res.returncode == 0, res.stderr
     assert count_if_nodes(onnx.load(str(tmp_path / "bundle" / "model.onnx")), nested=True) == 1
@@ -226,6 +269,11 @@ def test_exits_no_input_took_are_frozen_out(model, tmp_path: Path) -> None:
     from edgeadapt.export.bundle import static_gates
 
     assert static_gates({"exit02": 1.0, "exit04": 0.0, "exit07": 0.4}, "exit") == {"exit02": "never taken"}
+    # the last exit's head also answers the inputs that pass it when the final head mixes it in (exit_mix)
+    every_input_went_on = {"exit02": 1.0, "exit04": 1.0, "exit07": 1.0}
+    assert static_gates(every_input_went_on, "exit", mixes_last_exit=True) == {"exit02": "never taken",
+                                                                                "exit04": "never taken"}
+    assert len(static_gates(every_input_went_on, "exit")) == 3
     frozen = copy.deepcopy(model)
     frozen.freeze_gates({model.config.exits[0]: True})
     assert frozen.gate_names == ["exit04", "exit07"] and len(frozen.exit_heads) == 2
@@ -238,6 +286,8 @@ def test_exits_no_input_took_are_frozen_out(model, tmp_path: Path) -> None:
     assert torch.allclose(got, ref, atol=1e-5) and torch.equal(gates, ref_gates[:, 1:])
     with pytest.raises(ValueError, match="exit07 took every input"):
         copy.deepcopy(model).freeze_gates({model.config.exits[2]: False})
+    with pytest.raises(ValueError, match=r"exit07 is mixed into the final answer \(exit mix 0.4\): it keeps its head"):
+        copy.deepcopy(model).freeze_gates({model.config.exits[2]: True})
     path = tmp_path / "frozen.onnx"
     from edgeadapt.export.onnx_graph import export_onnx
 

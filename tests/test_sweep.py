@@ -75,6 +75,33 @@ def test_sweep_summary_pairs_sparse_with_slower_static(result: dict) -> None:
             mcnemar_p(np.array(rows[best]["correct"]), np.array(rows["dense"]["correct"])))
 
 
+def test_summary_names_the_fastest_sparse_model_holding_both_claims() -> None:
+    """Within 1 point of dense and at least as accurate as every static model as slow or slower: the faster
+    sparse@0.25 is beaten by a slower static model, so sparse@0.5 is the one to ship."""
+    from edgeadapt.sweep import summarize
+
+    def row(name: str, mode: str, accuracy: float, p50: float) -> dict:
+        right = round(accuracy * 200)
+        return {"name": name, "mode": mode, "accuracy": accuracy, "latency_ms": {"p50": p50},
+                "saving_vs_dense": 1 - p50 / 2.0, "correct": [1] * right + [0] * (200 - right)}
+
+    rows = [row("dense", "dense", 0.95, 2.0), row("static@0.5", "static", 0.96, 1.5),
+            row("sparse@0.25", "sparse", 0.945, 0.8), row("sparse@0.5", "sparse", 0.965, 1.0),
+            row("sparse@0.1", "sparse", 0.90, 0.5)]
+    summary = summarize(rows)
+    assert summary["fastest_sparse_within_1pt_of_dense"] == "sparse@0.25"
+    both = summary["fastest_sparse_holding_both"]
+    assert both["name"] == "sparse@0.5" and both["saving_vs_dense"] == pytest.approx(0.5)
+    assert both["accuracy_vs_dense"] == pytest.approx(0.015)
+    table = {"heldout_inputs": 200, "summary": summary, "entries": [
+        {**r, "macro_f1": r["accuracy"], "latency_ms": {"p50": r["latency_ms"]["p50"], "p90": 1.0}, "pareto": False,
+         "trainable_parameters": 1, "training_seconds": 1, "accuracy_ci95": [0.9, 0.99]} for r in rows]}
+    assert ("fastest sparse within 1 point of dense and at least as accurate as every static model as slow or "
+            "slower: sparse@0.5, 50% below dense p50, +1.5 points against dense") in format_sweep(table)
+    rows[3]["accuracy"] = 0.955  # now static@0.5 beats it too
+    assert summarize(rows)["fastest_sparse_holding_both"] is None
+
+
 def test_sweep_table_names_static_models_that_beat_sparse() -> None:
     row = {"latency_ms": {"p50": 1.0, "p90": 1.1}, "macro_f1": 0.9, "trainable_parameters": 10, "training_seconds": 1,
            "pareto": True, "saving_vs_dense": 0.0, "accuracy_ci95": [0.9, 0.98]}
@@ -196,6 +223,7 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     (["--exit-distill", "1"], "error: --exit-distill trains early exits; it needs exit in --gate-scopes"),
     (["--exit-expand", "2"], "error: --exit-expand shapes early exits; it needs exit in --gate-scopes"),
     (["--exit-joint"], "error: --exit-joint trains early exits; it needs exit in --gate-scopes"),
+    (["--exit-mix", "0.2"], "error: --exit-mix combines early exits; it needs exit in --gate-scopes"),
     (["--couple-from", "9", "--modes", "dense,static"], "error: --couple-from couples the gates of sparse block or "
      "adapter entries; it needs sparse in --modes and block or adapter in --gate-scopes"),
     (["--couple-from", "8"], "error: --couple-from: block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
@@ -316,6 +344,8 @@ def test_only_budget_free_training_shares_weights(sweep: Path, trained: Trained,
                              "with --exit-expand 4, or start a new sweep folder"),
     (["--exit-joint"], "sparse-exit@0.5 in this sweep folder was trained without --exit-joint; resume without it, "
                        "or start a new sweep folder"),
+    (["--exit-mix", "0"], "sparse-exit@0.5 in this sweep folder answers with --exit-mix 0.4; resume with "
+                          "--exit-mix 0.4, or start a new sweep folder"),
     (["--couple-from", "9"], "sparse@0.5 in this sweep folder was trained without --couple-from; resume without "
                              "--couple-from, or start a new sweep folder"),
 ])

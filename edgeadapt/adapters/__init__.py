@@ -38,7 +38,8 @@ def check_buildable(config: GatedAdapterConfig, option: str) -> GatedAdapterConf
         raise UserError(f"{option}: {exc}") from None
 
 
-EXIT_OPTIONS = {"--exits": "places", "--exit-distill": "trains", "--exit-expand": "shapes", "--exit-joint": "trains"}
+EXIT_OPTIONS = {"--exits": "places", "--exit-distill": "trains", "--exit-expand": "shapes", "--exit-joint": "trains",
+                "--exit-mix": "combines"}
 
 
 def refuse_exit_options(given: dict[str, bool], needs: str) -> None:

@@ -13,7 +13,9 @@ from ..choices import BUDGET_STATISTICS, EXIT_BACKBONES, EXIT_RULES, GATE_SCOPES
 __all__ = ["BUDGET_STATISTICS", "EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig", "exit_fields"]
 
 
-_BEFORE_SESSION_14 = {"exit_expand": 0, "exit_joint": True}  # how runs saved without these fields were built
+# how runs saved without these fields were built: before session 14 exit heads pooled the adapted features and
+# their loss reached the adapters; before session 17 the final head alone answered for inputs that passed every exit
+_LEGACY_FIELDS = {"exit_expand": 0, "exit_joint": True, "exit_mix": 0.0}
 
 
 @dataclass
@@ -52,6 +54,8 @@ class GatedAdapterConfig:
     exit_expand: int = 4  # exit scope: each exit head widens its features this many times before pooling (0: none)
     exit_joint: bool = False  # exit scope: the exits' loss also trains the adapters before them (deep supervision);
     # off: each exit learns on detached features, so the path to the final head trains as dense's does
+    exit_mix: float = 0.4  # exit scope: an input that passes every exit is answered by the final head's probabilities
+    # mixed with this share of the last exit's (0: the final head alone; docs/gating.md, "Mixing the last exit in")
     experts: int = 1  # adapters per site; above 1 a router picks top_k of them per sample (AdapterBank)
     top_k: int = 1
     coupled_from: int | None = None  # the backbone block from which the gates train to decide together (None: each alone)
@@ -75,6 +79,8 @@ class GatedAdapterConfig:
                              f"not {self.budget_statistic!r}")
         if self.exit_expand < 0:
             raise ValueError(f"exit expand must be 0 (none) or more, not {self.exit_expand}")
+        if not 0.0 <= self.exit_mix < 1.0:
+            raise ValueError(f"exit mix must be at least 0 and below 1, not {self.exit_mix}")
         if self.coupled_from is not None and not (self.has_gates and self.gate_scope in ("block", "adapter")):
             raise ValueError("coupled gates (--couple-from) need --mode sparse with gate scope block or adapter")
         if not 0.0 < self.budget <= 1.0:
@@ -115,11 +121,11 @@ class GatedAdapterConfig:
             raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
         if data.get("gate_scope") == "exit" and "exit_rule" not in data:
             data = {**data, "exit_rule": "learned"}  # runs from before exit rules existed trained a gate
-        # runs from before session 14: exit heads pooled the adapted features, and their loss reached the adapters
-        data = {**{k: v for k, v in _BEFORE_SESSION_14.items() if k not in data}, **data}
+        data = {**{k: v for k, v in _LEGACY_FIELDS.items() if k not in data}, **data}
         return cls(**data)
 
 
-def exit_fields(expand: int | None, joint: bool) -> dict:
-    """``--exit-expand`` and ``--exit-joint`` as config fields; an expand not given keeps the config's default."""
-    return {"exit_joint": joint, **({} if expand is None else {"exit_expand": expand})}
+def exit_fields(expand: int | None, joint: bool, mix: float | None = None) -> dict:
+    """``--exit-expand``, ``--exit-joint`` and ``--exit-mix`` as config fields; one not given keeps the default."""
+    given = {"exit_expand": expand, "exit_mix": mix}
+    return {"exit_joint": joint, **{k: v for k, v in given.items() if v is not None}}

@@ -1,6 +1,8 @@
 """The model: surgery that puts a gated adapter beside every residual block of a frozen backbone."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -160,6 +162,8 @@ class GatedAdapterModel(GatedModel):
 
         def deeper(h, margin, leave, thresholds):
             logits, rest = self._exit_from(j + 1, h, thresholds)
+            if last:
+                logits = mix_heads(logits, leave, self.config.exit_mix)
             logits = torch.where(margin > 0, logits, leave)
             return logits if last else (logits, torch.where(margin > 0, rest, torch.full_like(rest, -1.0)))
 
@@ -199,6 +203,9 @@ class GatedAdapterModel(GatedModel):
         taken = [exit_name(i) for i, goes_on in decisions.items() if not goes_on]
         if taken:
             raise ValueError(f"{', '.join(taken)} took every input: freezing it would drop the rest of the network")
+        if self.config.exit_mix and self.config.exits[-1] in decisions:
+            raise ValueError(f"{exit_name(self.config.exits[-1])} is mixed into the final answer (exit mix "
+                             f"{self.config.exit_mix:g}): it keeps its head")
         keep = [k for k, i in enumerate(self.config.exits) if i not in decisions]
         self.config.exits = [self.config.exits[k] for k in keep]
         self.config.gated_blocks = list(self.config.exits)
@@ -215,6 +222,15 @@ class GatedAdapterModel(GatedModel):
             else:
                 h = b(h)
         return self.backbone.head_features(h)
+
+
+def mix_heads(final: torch.Tensor, last_exit: torch.Tensor, weight: float) -> torch.Tensor:
+    """Log of ``(1 - weight)`` x the final head's probabilities plus ``weight`` x the last exit's. Two classifiers
+    of different depth err on different inputs, so the mixture beats the final head alone (docs/gating.md)."""
+    if not weight:
+        return final
+    return torch.stack([F.log_softmax(final, 1) + math.log1p(-weight),
+                        F.log_softmax(last_exit, 1) + math.log(weight)]).logsumexp(0)
 
 
 def default_exits(backbone: nn.Module, first: int) -> list[int]:
