@@ -105,10 +105,11 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
                             "--modes and block or adapter in --gate-scopes")
         check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope=coupled[0].gate_scope,
                                            coupled_from=coupled_from, **backbone), "--couple-from")
-    if "exit" in gate_scopes and "sparse" in modes:  # the blocks the exits go after, the default's included
-        built = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit", exits=list(exits or []),
-                                                   **expand, **backbone), "--exits")
-        exits, exit_expand, exit_mix = built.exits, built.exit_expand, built.exit_mix
+    planned_exits = None  # the exit entries' config as this sweep builds it: where the exits go, defaults filled in
+    if "exit" in gate_scopes and "sparse" in modes:
+        planned_exits = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit",
+                                                           exits=list(exits or []), **expand, **backbone), "--exits")
+        exits = planned_exits.exits
     check_data(data, GatedAdapterConfig(image_size=image_size, **backbone))  # before the sweep folder exists
     out = Path(out)
     if not resume:
@@ -121,7 +122,7 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
             continue
         built, train = _kept_config(run_dir)
         if entry.gate_scope == "exit":
-            _kept_exits_match(built, train, exits, exit_distill, exit_expand, exit_joint, exit_mix, entry.name)
+            _kept_exits_match(built, train, planned_exits, exit_distill, entry.name)
             kept_exits[entry.name] = built
         else:
             _kept_coupling_matches(built, coupled_from, entry.name)
@@ -196,25 +197,26 @@ def _kept_coupling_matches(built: GatedAdapterConfig, coupled_from: int | None, 
         raise UserError(f"{name} in this sweep folder was trained {how}; resume {how}, or start a new sweep folder")
 
 
-def _kept_exits_match(built: GatedAdapterConfig, train: dict, exits: list[int], exit_distill: float,
-                      exit_expand: int, exit_joint: bool, exit_mix: float, name: str) -> None:
-    """A kept exit entry must have its exits where this sweep asks for them, built and trained the way it asks."""
+def _kept_exits_match(built: GatedAdapterConfig, train: dict, planned: GatedAdapterConfig, exit_distill: float,
+                      name: str) -> None:
+    """A kept exit entry must have its exits where this sweep asks for them (``planned``), built, trained and
+    answering the way it asks."""
     trained = built.exits
     distilled = train.get("exit_distill", 0.0)  # runs from before the option learned from labels only
     if distilled != exit_distill:
         raise UserError(f"{name} in this sweep folder was trained with --exit-distill {distilled:g}; resume with "
                         f"--exit-distill {distilled:g}, or start a new sweep folder")
-    if built.exit_expand != exit_expand:
+    if built.exit_expand != planned.exit_expand:
         raise UserError(f"{name} in this sweep folder has exit heads built with --exit-expand {built.exit_expand}; "
                         f"resume with --exit-expand {built.exit_expand}, or start a new sweep folder")
-    if built.exit_joint != exit_joint:
+    if built.exit_joint != planned.exit_joint:
         how = "with" if built.exit_joint else "without"
         raise UserError(f"{name} in this sweep folder was trained {how} --exit-joint; resume {how} it, or start a new "
                         "sweep folder")
-    if built.exit_mix != exit_mix:
+    if built.exit_mix != planned.exit_mix:
         raise UserError(f"{name} in this sweep folder answers with --exit-mix {built.exit_mix:g}; resume with "
                         f"--exit-mix {built.exit_mix:g}, or start a new sweep folder")
-    if list(exits) != trained:
+    if planned.exits != trained:
         where = ",".join(map(str, trained))
         raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "
                         f"resume with --exits {where}, or start a new sweep folder")
