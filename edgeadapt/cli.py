@@ -251,11 +251,12 @@ def run(bundle_dir, inputs, threads, budget, as_json) -> None:
 @click.option("--per-gate", is_flag=True,
               help="Also time each gate closed alone: what it saves on this device against the cost model's share.")
 @click.option("--no-cold-start", is_flag=True, help="Skip the fresh-process cold-start measurement.")
+@click.option("--timings", default=3, show_default=True, type=click.IntRange(1, 20), help=TIMINGS_HELP)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the result as JSON to this file ('-' for stdout).")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
 def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, budget, spin_wait, quick, per_gate,
-          no_cold_start, json_out, force) -> int:
+          no_cold_start, timings, json_out, force) -> int:
     """Single-stream latency, throughput, memory, gate rates and saving against every gate open.
 
     With --device, the profile's percentile is the headline and each budget gets a verdict; the exit
@@ -275,7 +276,8 @@ def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, bud
         progress = _lazy_progress(stack, runs, "benchmarking")
         result = run_bench(bundle_dir, data_dir, runs=runs, warmup=warmup, threads=threads,
                            measure_cold_start=not no_cold_start, progress=progress, device=profile,
-                           min_duration_s=min_duration, budget=budget, spin_wait=spin_wait, per_gate=per_gate)
+                           min_duration_s=min_duration, budget=budget, spin_wait=spin_wait, per_gate=per_gate,
+                           timings=timings, log=_log)
     if json_out and str(json_out) == "-":
         click.echo(json.dumps(result, indent=2))
     else:

@@ -17,6 +17,7 @@ EPOCHS = DEFAULT_EPOCHS
 FAST_LAYOUT = True  # folded BatchNorm, channels-last: the 1.5x data in about the time 1x took (docs/gating.md)
 COUPLED_FROM = 9  # the gates of blocks 9-14 decide together: most inputs run blocks 2-7 only (docs/gating.md)
 BENCH_RUNS = 300
+BENCH_TIMINGS = 3  # rotations at most while the host probe reads unsteady (bench --timings)
 SEED = 0
 
 
@@ -43,7 +44,7 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
                            TrainOptions(epochs=EPOCHS, seed=SEED, fast_layout=FAST_LAYOUT), force=force, log=log, progress_bar=progress_bar)
     export_run(run, bundle, force=force, log=log)
     log("benchmarking (batch 1, gated and all-open interleaved)...")
-    result = run_bench(bundle, runs=BENCH_RUNS, threads=None)
+    result = run_bench(bundle, runs=BENCH_RUNS, threads=None, timings=BENCH_TIMINGS, log=log)
     write_result(out_dir / "bench.json", result)
     summary = {
         "heldout_accuracy": metrics["heldout_accuracy"],

@@ -98,6 +98,31 @@ def time_interleaved(settings: dict[str, Setting], images: np.ndarray, runs: int
     return times
 
 
+def time_until_steady(settings: dict[str, Setting], images: np.ndarray, runs: int, timings: int = 1,
+                      threads: int | None = None, spin_wait: bool = True, log: Callable[[str], None] | None = None,
+                      progress: Callable[[int], None] | None = None, **kwargs) -> tuple[dict[str, list[float]], dict]:
+    """``time_interleaved`` under a host probe; while the probe calls a rotation unsteady, time it again,
+    ``timings`` rotations at most, and keep the steadiest: its ``host`` lists every rotation's spread."""
+    from .host import STEADY_SPREAD
+
+    kept, spreads = None, []
+    for attempt in range(1, timings + 1):
+        probe = HostProbe(threads, spin_wait)
+        times = time_interleaved(settings, images, runs, progress=progress if attempt == 1 else None, probe=probe,
+                                 **kwargs)
+        host = probe.summary()
+        spreads.append(host["spread"])
+        if kept is None or host["spread"] < kept[1]["spread"]:
+            kept = (times, host)
+        if host["steady"]:
+            break
+        if attempt < timings and log:
+            log(f"host unsteady while timing (reference workload p90/p10 {host['spread']:.2f}, above "
+                f"{STEADY_SPREAD}); timing again, rotation {attempt + 1} of at most {timings}...")
+    times, host = kept
+    return times, {**host, "rotations": spreads}
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -171,12 +196,13 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
               threads: int | None = None, measure_cold_start: bool = True,
               progress: Callable[[int], None] | None = None, device: DeviceProfile | None = None,
               min_duration_s: float = 0.0, budget: float | None = None, spin_wait: bool | None = None,
-              per_gate: bool = False) -> dict:
+              per_gate: bool = False, timings: int = 1, log: Callable[[str], None] | None = None) -> dict:
     """Gated and all-open runs interleaved one to one, so machine noise hits both alike.
 
     Measures at least ``runs`` queries and for at least ``min_duration_s`` (MLPerf single-stream style);
     with a ``device`` its threads, providers and spin-waiting are used and every budget gets a verdict.
-    ``per_gate``: also time every gate closed alone (see ``per_gate_figures``).
+    ``per_gate``: also time every gate closed alone (see ``per_gate_figures``). ``timings``: rotations at most
+    while the host probe reads unsteady (``time_until_steady``).
     """
     if runs < 1:
         raise UserError("--runs must be at least 1")
@@ -202,26 +228,24 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         others["dense"] = (dense, None)
     singles = _single_closures(gated, bundle.gate_names) if per_gate else {}
     others.update(singles)
-    gate_rows: list[np.ndarray] = []
-    correct = 0
+    gate_rows: dict[int, np.ndarray] = {}  # per timed call; a rotation timed again repeats the same calls
+    correct: dict[int, bool] = {}
 
     def record(name: str, i: int, out: tuple) -> None:
-        nonlocal correct
         if name == "gated":
-            gate_rows.append(out[1][0])
+            gate_rows[i] = out[1][0]
             if targets is not None:
-                correct += int(out[0][0].argmax() == targets[i % len(images)])
+                correct[i] = bool(out[0][0].argmax() == targets[i % len(images)])
 
     started = time.perf_counter()
-    probe = HostProbe(threads, spin_wait)
-    times = time_interleaved({"gated": (rt, None), **others}, images, runs, warmup, min_duration_s, record, progress,
-                             probe)
+    times, host = time_until_steady({"gated": (rt, None), **others}, images, runs, timings, threads, spin_wait, log,
+                                    progress, warmup=warmup, min_duration_s=min_duration_s, record=record)
     gated_ms = times.pop("gated")
     single_ms = {key.removeprefix(CLOSED_ALONE): times.pop(key) for key in singles}
     other_ms, i = times, len(gated_ms)
     dense_ms = gated_ms if graph == "dense" else other_ms.get("dense", [])
     latency = percentiles(gated_ms)
-    rates = np.mean(gate_rows, axis=0)
+    rates = np.mean(list(gate_rows.values()), axis=0)
     result = {
         "bundle": str(bundle_dir),
         "inputs": int(len(images)),
@@ -241,9 +265,9 @@ def run_bench(bundle_dir: Path, data: Path | None = None, runs: int = 200, warmu
         "first_inference_ms": rt.first_inference_ms,
         "session_ms": rt.session_ms,
         "gate_rates": dict(zip(rt.bundle.gate_names, map(float, rates))),
-        "accuracy": correct / i if targets is not None else None,
+        "accuracy": sum(correct.values()) / len(correct) if targets is not None else None,
         "peak_rss_mb": peak_rss_mb(),
-        "host": probe.summary(),
+        "host": host,
     }
     if single_ms:
         result["per_gate"] = per_gate_figures(single_ms, other_ms, result["gate_rates"], bundle.manifest["gates"],

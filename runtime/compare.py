@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .bench import load_inputs, percentiles, time_interleaved
-from .host import STEADY_SPREAD, HostProbe, host_text
+from .bench import load_inputs, percentiles, time_until_steady
+from .host import host_text
 from .metrics import accuracy, accuracy_interval, macro_f1, mcnemar_p, p_text, pareto_front
 from .session import Runtime
 
@@ -60,26 +60,13 @@ def measure_bundles(runtimes: dict[str, Runtime], images: np.ndarray, targets: n
 
     While the host probe calls a rotation unsteady the bundles are timed again, ``timings`` rotations at most,
     and the steadiest is kept: its ``host`` lists every rotation's spread (``rotations``)."""
-    kept, spreads = None, []
-    for attempt in range(1, timings + 1):
-        probe = HostProbe(threads)
-        times = time_interleaved({name: (rt, None) for name, rt in runtimes.items()}, images, runs,
-                                 progress=progress if attempt == 1 else None, probe=probe)
-        host = probe.summary()
-        spreads.append(host["spread"])
-        if kept is None or host["spread"] < kept[1]["spread"]:
-            kept = (times, host)
-        if host["steady"]:
-            break
-        if attempt < timings and log:
-            log(f"host unsteady while timing (reference workload p90/p10 {host['spread']:.2f}, above "
-                f"{STEADY_SPREAD}); timing again, rotation {attempt + 1} of at most {timings}...")
-    times, host = kept
+    times, host = time_until_steady({name: (rt, None) for name, rt in runtimes.items()}, images, runs, timings,
+                                    threads, log=log, progress=progress)
     rows = [{"name": name, "bundle": str(rt.bundle.root), "mode": rt.bundle.manifest.get("mode", "sparse"),
              **score(rt, images, targets), "latency_ms": percentiles(times[name])} for name, rt in runtimes.items()]
     for row, front in zip(rows, pareto_front([(r["latency_ms"]["p50"], r["accuracy"]) for r in rows])):
         row["pareto"] = front
-    return rows, {**host, "rotations": spreads}
+    return rows, host
 
 
 def paired_p(a: dict, b: dict) -> float:

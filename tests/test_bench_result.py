@@ -48,6 +48,39 @@ def test_bench_on_a_labelled_folder(trained: Trained) -> None:
     assert "cold_start_ms" not in result
 
 
+def test_bench_times_again_while_the_host_is_unsteady_and_counts_each_input_once(trained: Trained,
+                                                                                 monkeypatch) -> None:
+    """Two rotations (the first unsteady): the second is kept, and accuracy and gate rates are those of one pass
+    over the inputs, not of the two rotations added up."""
+    import edgeadapt.runtime.bench as bench
+    from edgeadapt.runtime.host import host_summary
+
+    spreads = iter([1.8, 1.1])
+
+    class Probe:
+        def __init__(self, threads=None, spin_wait=True):
+            self.spread = next(spreads)
+
+        def __call__(self) -> None:
+            pass
+
+        def summary(self) -> dict:
+            return host_summary([1.0] * 5 + [self.spread] * 5)
+
+    monkeypatch.setattr(bench, "HostProbe", Probe)
+    said: list[str] = []
+    once = run_bench(trained.bundle, data=trained.data, runs=72, warmup=0, threads=ORT_THREADS,
+                     measure_cold_start=False)
+    spreads = iter([1.8, 1.1])
+    twice = run_bench(trained.bundle, data=trained.data, runs=72, warmup=0, threads=ORT_THREADS,
+                      measure_cold_start=False, timings=3, log=said.append)
+    assert twice["host"]["rotations"] == pytest.approx([1.8, 1.1]) and twice["host"]["steady"]
+    assert len(said) == 1 and "timing again, rotation 2 of at most 3" in said[0]
+    assert once["host"]["rotations"] == pytest.approx([1.8])  # timings 1 (the default): one rotation, unsteady
+    assert twice["runs"] == once["runs"] == 72 and twice["accuracy"] == once["accuracy"]
+    assert twice["gate_rates"] == pytest.approx(once["gate_rates"], abs=1e-12)
+
+
 def test_bench_on_unlabelled_images_has_no_accuracy(trained: Trained, tmp_path: Path) -> None:
     for i in range(3):
         Image.new("RGB", (50, 70), (i * 80, 40, 200)).save(tmp_path / f"{i}.jpg")

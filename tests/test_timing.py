@@ -137,7 +137,7 @@ class _ScriptedProbe:
     spreads: list = []
     made = 0
 
-    def __init__(self, threads=None):
+    def __init__(self, threads=None, spin_wait=True):
         type(self).made += 1
         self.spread = self.spreads[self.made - 1]
 
@@ -156,12 +156,13 @@ class _ScriptedProbe:
     ([1.8, 1.1], 1, 1, 1.8),  # --timings 1: one rotation, whatever the probe says
 ])
 def test_measure_bundles_times_again_while_the_host_is_unsteady(monkeypatch, spreads, timings, rotations, kept) -> None:
+    import edgeadapt.runtime.bench as bench
     import edgeadapt.runtime.compare as compare
     from edgeadapt.runtime.host import host_text
 
     monkeypatch.setattr(_ScriptedProbe, "spreads", spreads)
     monkeypatch.setattr(_ScriptedProbe, "made", 0)
-    monkeypatch.setattr(compare, "HostProbe", _ScriptedProbe)
+    monkeypatch.setattr(bench, "HostProbe", _ScriptedProbe)  # time_until_steady, which compare and bench share
     calls: list = []
     said: list = []
     runtimes = {"a": _Classifier("a", calls), "b": _Classifier("b", calls)}
