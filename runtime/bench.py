@@ -18,7 +18,7 @@ from ..errors import UserError
 from .bundle import DENSE, load_bundle, require_gates
 from .calibrate import estimate_on_target
 from .devices import HOST, DeviceProfile, resolve_profile
-from .host import HostProbe, host_text
+from .host import STEADY_SPREAD, HostProbe, host_text
 from .preprocess import load_image
 from .session import ALL_CLOSED, ALL_OPEN, Runtime
 
@@ -103,8 +103,6 @@ def time_until_steady(settings: dict[str, Setting], images: np.ndarray, runs: in
                       progress: Callable[[int], None] | None = None, **kwargs) -> tuple[dict[str, list[float]], dict]:
     """``time_interleaved`` under a host probe; while the probe calls a rotation unsteady, time it again,
     ``timings`` rotations at most, and keep the steadiest: its ``host`` lists every rotation's spread."""
-    from .host import STEADY_SPREAD
-
     kept, spreads = None, []
     for attempt in range(1, timings + 1):
         probe = HostProbe(threads, spin_wait)
