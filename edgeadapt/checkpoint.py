@@ -14,7 +14,7 @@ def load_trained_model(run_dir: str | Path) -> tuple[GatedModel, dict]:
     """The model in eval mode with calibrated thresholds, and the run's ``config.json``."""
     run = RunDir(Path(run_dir))
     run.check()
-    meta = run.load_json(CONFIG)
+    meta = run.load_config()
     try:
         config = GatedAdapterConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -7,11 +7,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .choices import ACCELERATORS, BUDGET_STATISTICS, DEFAULT_EPOCHS, EXIT_RULES, GATE_SCOPES, MODES
+from .choices import GATE_SCOPES, MODES
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .spec import TrainSpec
 
 EXIT_ERROR = 1  # bad input or state; click uses 2 for usage mistakes
 EXIT_BUDGET_MISSED = 3  # bench --device: a budget of the profile was missed (a CI on the line can gate on it)
@@ -46,132 +50,98 @@ def cli() -> None:
     """Adapt a frozen pretrained model with sparse gated adapters, export it, run and benchmark it on devices."""
 
 
-def _backbone_options(command):
-    """--backbone, --backbone-dir, --max-length, --blocks, --accelerator and --fast-layout, shared by train and sweep."""
-    for option in reversed([
-        click.option("--backbone", default="efficientnet_lite0", show_default=True,
+def _spec_epilog(skip: tuple[str, ...] = ()) -> str:
+    """Every spec key with its default, for the help's end: the keys without an option of their own are set there."""
+    import textwrap
+
+    from .spec import DEFAULTS
+
+    def shown(v) -> str:
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, (list, tuple)):
+            return ",".join(map(str, v)) or "''"
+        return "none" if v is None else str(v) or "''"
+
+    keys = ", ".join(f"{k}={shown(v)}" for k, v in DEFAULTS.to_dict().items() if k not in skip)
+    head = ("Spec keys and their defaults, for --set KEY=VALUE or the --config file (lists comma-separated; none "
+            "unsets lr or couple_from):")
+    return "\b\n" + "\n".join(textwrap.wrap(head, 78) + textwrap.wrap(keys, 78))
+
+
+def _spec_options(grid: bool):
+    """--config, --set and the spec keys shown as options, shared by train and sweep (``grid``: the sweep, whose
+    mode, budget and gate scope are grid axes instead)."""
+    from .spec import DEFAULTS as D
+
+    options = [
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="A training spec (TOML, keys as --set takes them; a run's or sweep's spec.toml trains it "
+                          "again)."),
+        click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                     help="Set any spec key (repeatable; keys below), e.g. --set exits=2,4,7. Precedence: defaults < "
+                          "--config < options < --set."),
+        click.option("--backbone", default=None,
                      help="efficientnet_lite0 (images); all-minilm-l6-v2, or bert with --backbone-dir (texts); "
-                          "module:pkg.mod:factory with --blocks (your module, .npz data)."),
-        click.option("--backbone-dir", default="", type=click.Path(file_okay=False, path_type=str),
+                          "module:pkg.mod:factory with --set blocks=PATTERN (your module, .npz data). "
+                          f"[default: {D.backbone}]"),
+        click.option("--backbone-dir", default=None, type=click.Path(file_okay=False, path_type=str),
                      help="A Hugging Face model directory (config.json, model.safetensors, tokenizer.json) for "
                           "--backbone bert."),
-        click.option("--max-length", default=64, show_default=True, type=click.IntRange(4, 512),
-                     help="Text backbones: tokens per text (longer texts are truncated)."),
-        click.option("--blocks", default="", help="Custom backbones: the pattern naming the gateable blocks, "
-                                                  "e.g. 'stage?.*' (docs/custom.md)."),
-        click.option("--accelerator", default="auto", show_default=True, type=click.Choice(ACCELERATORS),
-                     help="Where training runs: auto takes a CUDA GPU when torch sees one (under torchrun one per "
-                          "process, nccl), else the CPU (gloo). Not the target device: that is export/bench --device."),
-        click.option("--fast-layout", is_flag=True,
-                     help="Fold the frozen BatchNorms into their convs and train channels-last: about 35 % faster "
-                          "steps on CPUs, the same model up to float rounding, but a different run than without "
-                          "(docs/gating.md, \"Training speed\")."),
-    ]):
-        command = option(command)
-    return command
+    ]
+    if not grid:
+        options += [
+            click.option("--mode", default=None, type=click.Choice(MODES),
+                         help="sparse: gated adapters; the rest are baselines to compare with (docs/concepts/gates-and-scopes.md). "
+                              f"[default: {D.mode}]"),
+            click.option("--budget", default=None, type=click.FloatRange(0.0, 1.0, min_open=True),
+                         help="Target fraction of gated compute that runs (static: of residual-block compute kept). "
+                              f"[default: {D.budget}]"),
+            click.option("--gate-scope", default=None, type=click.Choice(GATE_SCOPES),
+                         help="block: a closed gate skips the frozen block; adapter: only the adapter; exit: early "
+                              "exits after stages skip the rest of the network (EfficientNet-Lite0). "
+                              f"[default: {D.gate_scope}]"),
+        ]
+    options += [
+        click.option("--epochs", default=None, type=click.IntRange(1, 10000), help=f"[default: {D.epochs}]"),
+        click.option("--image-size", default=None, type=click.IntRange(32, 1024), help=f"[default: {D.image_size}]"),
+        click.option("--seed", default=None, type=int, help=f"[default: {D.seed}]"),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
-def _backbone_fields(backbone: str, backbone_dir: str, max_length: int, blocks: str) -> dict:
-    """The config fields the backbone options set (the directory made absolute: runs outlive the cwd)."""
-    return {"backbone": backbone, "backbone_dir": str(Path(backbone_dir).resolve()) if backbone_dir else "",
-            "max_length": max_length, "blocks": blocks}
+def _resolve_spec(config_file: Path | None, options: dict, settings: tuple[str, ...]) -> TrainSpec:
+    """The spec a command trains: defaults < --config file < the options given < --set."""
+    from .spec import DEFAULTS, TrainSpec
+
+    spec = TrainSpec.from_toml(config_file) if config_file else DEFAULTS
+    spec = spec.replace(**{k: v for k, v in options.items() if v is not None}).with_settings(settings)
+    if spec.backbone_dir:  # made absolute: runs and sweeps outlive the cwd
+        spec = spec.replace(backbone_dir=str(Path(spec.backbone_dir).resolve()))
+    return spec
 
 
-@cli.command()
+@cli.command(epilog=_spec_epilog())
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="Image folder (one sub-folder per class); a CSV with 'text,label' rows for a text backbone; an "
                    ".npz with X and y for a custom backbone.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder to write.")
-@_backbone_options
-@click.option("--mode", default="sparse", show_default=True,
-              type=click.Choice(MODES),
-              help="sparse: gated adapters; the rest are baselines to compare with (docs/baselines.md).")
-@click.option("--budget", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
-              help="Target fraction of gated compute that runs (static: of residual-block compute kept).")
-@click.option("--budget-statistic", default="mean", show_default=True, type=click.Choice(BUDGET_STATISTICS),
-              help="Calibrate thresholds so the mean compute over inputs meets --budget, or the median input's "
-                   "(p50 latency follows it; see docs/gating.md).")
-@click.option("--gate-scope", default="block", show_default=True, type=click.Choice(GATE_SCOPES),
-              help="block: a closed gate skips the frozen block; adapter: it skips only the adapter; exit: early "
-                   "exits after stages, a closed gate skips the rest of the network (EfficientNet-Lite0).")
-@click.option("--exit-rule", default="confidence", show_default=True, type=click.Choice(EXIT_RULES),
-              help="Gate scope exit: leave when the exit's prediction is confident enough (hard inputs go "
-                   "deeper), or let a trained gate decide.")
-@click.option("--exits", default=None,
-              help="Gate scope exit: the backbone blocks after which an exit sits, comma-separated in order "
-                   "[default: 2,4,7 on EfficientNet-Lite0, the ends of its stages]. Exits where the features cannot "
-                   "tell the classes apart only cost time (docs/gating.md).")
-@click.option("--exit-distill", default=None, type=click.FloatRange(0.0),
-              help="Gate scope exit: each exit also learns the final head's softened predictions, at this weight "
-                   "(self-distillation; see docs/gating.md) [default: 0, labels only].")
-@click.option("--exit-expand", default=None, type=click.IntRange(0, 16),
-              help="Gate scope exit: each exit head widens its features this many times with a 1x1 conv before "
-                   "pooling, so more inputs are sure enough to leave (0: none; see docs/gating.md) [default: 4].")
-@click.option("--exit-joint", is_flag=True,
-              help="Gate scope exit: the exits' loss also trains the adapters before them (deep supervision); by "
-                   "default each exit learns on detached features, so the final head trains as dense's does.")
-@click.option("--exit-mix", default=None, type=click.FloatRange(0.0, 1.0, max_open=True),
-              help="Gate scope exit: an input that passes every exit gets the final head's probabilities mixed with "
-                   "this share of the last exit's, which is more accurate than the final head alone (0: off; see "
-                   "docs/gating.md) [default: 0.4].")
-@click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
-@click.option("--lr", default=None, type=click.FloatRange(0, min_open=True),
-              help="Peak learning rate [default: 1e-2; 1e-4 for --mode full].")
-@click.option("--open-weight", default=0.3, show_default=True, type=click.FloatRange(0.0),
-              help="Also train the network with every gate open, at this loss weight, so that opening gates at run "
-                   "time never costs accuracy (0: off, faster; see docs/gating.md).")
-@click.option("--difficulty-weight", default=4.0, show_default=True, type=click.FloatRange(0.0),
-              help="Route more of the budget to inputs that gain most from every gate open and less to easy ones "
-                   "(needs --open-weight above 0; 0: off; see docs/gating.md).")
-@click.option("--couple-from", default=None, type=int,
-              help="The gates from this backbone block on train to decide together: each input takes one shallow "
-                   "or one deep route through the later blocks, so most inputs run less than the mean and p50 "
-                   "latency drops (gate scope block or adapter; docs/gating.md, \"Coupled gates\") [default: off].")
-@click.option("--label-smoothing", default=0.1, show_default=True, type=click.FloatRange(0.0, 0.5, max_open=True),
-              help="Label smoothing of every cross-entropy term.")
-@click.option("--experts", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Adapters per site; above 1 a router picks --top-k of them per input (one If per expert).")
-@click.option("--top-k", default=1, show_default=True, type=click.IntRange(1, 64), help="Experts each input runs.")
-@click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Held-out fraction.")
-@click.option("--calibration", "calibration_fraction", default=0.1, show_default=True, type=click.FloatRange(0.0, 0.5),
-              help="Fraction of the training split kept out of training to calibrate gate thresholds on (0: "
-                   "calibrate on training inputs).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@_spec_options(grid=False)
 @click.option("--force", is_flag=True, help="Replace an existing run folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def train(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, mode, budget,
-          budget_statistic, gate_scope, exit_rule, exits, exit_distill, exit_expand, exit_joint, exit_mix, epochs, image_size, lr,
-          open_weight, difficulty_weight, couple_from, label_smoothing, experts, top_k, holdout, calibration_fraction, seed, force,
-          as_json) -> None:
-    """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights and
-    metrics.json."""
+def train(data_dir, out_dir, config_file, settings, force, as_json, **options) -> None:
+    """Train gated adapters (or a baseline) on images, texts or arrays; writes RUN_DIR with weights, metrics.json
+    and spec.toml (train --config RUN_DIR/spec.toml trains the same run again)."""
+    spec = _resolve_spec(config_file, options, settings).check()
     _need_training_extra()
-    from .adapters import GatedAdapterConfig, check_buildable, exit_fields, refuse_exit_options
-    from .train import TrainOptions, default_lr, run_training
-
-    exits = _exit_blocks(exits)
-    if gate_scope != "exit" or mode != "sparse":
-        refuse_exit_options({"--exits": bool(exits), "--exit-distill": exit_distill is not None,
-                             "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint,
-                             "--exit-mix": exit_mix is not None}, "--gate-scope exit (and --mode sparse)")
-    try:
-        config = GatedAdapterConfig(image_size=image_size, gate_scope=gate_scope, budget=budget, mode=mode,
-                                    budget_statistic=budget_statistic, exit_rule=exit_rule, experts=experts, top_k=top_k,
-                                    exits=exits or [], coupled_from=couple_from,
-                                    **exit_fields(exit_expand, exit_joint, exit_mix),
-                                    **_backbone_fields(backbone, backbone_dir, max_length, blocks))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    if config.exits:
-        check_buildable(config, "--exits")
-    if config.coupled_from is not None:
-        check_buildable(config, "--couple-from")
-    opts = TrainOptions(epochs=epochs, lr=lr or default_lr(mode), seed=seed, open_weight=open_weight,
-                        difficulty_weight=difficulty_weight, label_smoothing=label_smoothing, calibration_fraction=calibration_fraction,
-                        exit_distill=exit_distill or 0.0, accelerator=accelerator, fast_layout=fast_layout)
-    metrics = run_training(data_dir, out_dir, config, opts, holdout=holdout, force=force, log=_log,
-                           progress_bar=_progressbar)
+    spec.check_buildable()  # exits and coupling the network rejects fail here, before any data is read
+    metrics = spec.train(data_dir, out_dir, force=force, log=_log, progress_bar=_progressbar)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
         _report_metrics(metrics, out_dir, as_json)
 
@@ -264,8 +234,9 @@ def bench(bundle_dir, data_dir, runs, warmup, threads, device, min_duration, bud
     """
     if json_out and str(json_out) != "-":
         _refuse_overwrite(json_out, force)
-    from .runtime.bench import format_table, run_bench, write_result
+    from .runtime.bench import run_bench
     from .runtime.devices import resolve_profile
+    from .runtime.report import format_table, write_result
 
     profile = resolve_profile(device) if device else None
     if runs is None:
@@ -305,55 +276,46 @@ def demo(out_dir, force, as_json) -> None:
     click.echo(json.dumps(summary, indent=2) if as_json else report)
 
 
-@cli.command()
+@cli.command(epilog=_spec_epilog(skip=("mode", "budget", "gate_scope")))
 @click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path),
               help="Image folder (one sub-folder per class), a text CSV or an array NPZ, as for train.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
-              help="Sweep folder: runs/, bundles/, sweep.json, sweep.png.")
-@_backbone_options
-@click.option("--budgets", default="0.25,0.5,0.75", show_default=True, help="Budgets for the sparse and static models.")
-@click.option("--modes", default=",".join(MODES), show_default=True)
-@click.option("--gate-scopes", default="block", show_default=True,
-              help=f"Gate scopes for the sparse model, comma-separated from {', '.join(GATE_SCOPES)}; "
-                   "each is trained at every budget (sparse@B for block, sparse-exit@B for exit).")
-@click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--image-size", default=128, show_default=True, type=click.IntRange(32, 1024))
+              help="Sweep folder: runs/, bundles/, spec.toml, sweep.json, sweep.png.")
+@_spec_options(grid=True)
+@click.option("--modes", default=None, help=f"Grid axis: the modes to train. [default: {','.join(MODES)}]")
+@click.option("--budgets", default=None, help="Grid axis: budgets for the sparse and static models. "
+              "[default: 0.25,0.5,0.75]")
+@click.option("--gate-scopes", default=None,
+              help=f"Grid axis: gate scopes for the sparse model, from {', '.join(GATE_SCOPES)}; each is trained at "
+                   "every budget (sparse@B for block, sparse-exit@B for exit). [default: block]")
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1), help="Timed runs per bundle.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
-@click.option("--resume", is_flag=True, help="Keep the entries an interrupted sweep in --out finished; do the rest.")
-@click.option("--exits", default=None, help="Where the exit-scope entries place their exits, as train --exits.")
-@click.option("--exit-distill", default=0.0, show_default=True, type=click.FloatRange(0.0),
-              help="How the exit-scope entries learn from the final head, as train --exit-distill.")
-@click.option("--exit-expand", default=None, type=click.IntRange(0, 16),
-              help="How wide the exit-scope entries' exit heads are, as train --exit-expand [default: 4].")
-@click.option("--exit-joint", is_flag=True, help="The exit-scope entries' exits also train the adapters before them, "
-              "as train --exit-joint.")
-@click.option("--exit-mix", default=None, type=click.FloatRange(0.0, 1.0, max_open=True),
-              help="How much of the last exit the exit-scope entries mix into the final head, as train --exit-mix "
-                   "[default: 0.4].")
+@click.option("--timings", default=3, show_default=True, type=click.IntRange(1, 20), help=TIMINGS_HELP)
 @click.option("--freeze-static-gates", is_flag=True, help="Export every sparse entry as 'export --freeze-static-gates' does: "
               + FREEZE_STATIC_HELP)
-@click.option("--timings", default=3, show_default=True, type=click.IntRange(1, 20), help=TIMINGS_HELP)
-@click.option("--couple-from", default=None, type=int,
-              help="The sparse block and adapter entries couple their gates from this backbone block on, as "
-                   "train --couple-from does [default: off].")
+@click.option("--resume", is_flag=True, help="Keep the entries an interrupted sweep in --out finished and do the rest; "
+              "the spec must be the kept sweep's (its spec.toml).")
+@click.option("--force", is_flag=True, help="Replace an existing sweep folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print sweep.json on stdout instead of the table.")
-def sweep(data_dir, out_dir, backbone, backbone_dir, max_length, blocks, accelerator, fast_layout, budgets, modes, gate_scopes,
-          epochs, image_size, runs, seed, force, resume, exits, exit_distill, exit_expand, exit_joint, exit_mix,
-          freeze_static_gates, timings, couple_from, as_json) -> None:
-    """Train, export and time every mode on one split; sweep.json and an accuracy-latency plot."""
-    _need_training_extra()
-    from .sweep import SWEEP_PNG, format_sweep, run_sweep
+def sweep(data_dir, out_dir, config_file, settings, modes, budgets, gate_scopes, runs, timings, freeze_static_gates,
+          resume, force, as_json, **options) -> None:
+    """Train, export and time every mode on one split, each entry with the same training spec at its grid point;
+    spec.toml, sweep.json and an accuracy-latency plot."""
+    from .spec import GRID_AXES
 
+    for setting in settings:
+        key = setting.partition("=")[0].strip()
+        if key in GRID_AXES:
+            raise UserError(f"--set {key}: a sweep sets {key} per entry; use --{key.replace('_', '-')}s")
+    spec = _resolve_spec(config_file, options, settings)
+    _need_training_extra()
+    from .sweep import SWEEP_PNG, format_sweep, read_grid, run_sweep
+
+    grid = read_grid(config_file).replace(**{k: _csv(v, kind, f"--{k.replace('_', '-')}") for k, v, kind in (
+        ("modes", modes, str), ("budgets", budgets, float), ("gate_scopes", gate_scopes, str)) if v is not None})
     with contextlib.ExitStack() as stack:
-        result = run_sweep(data_dir, out_dir, _csv(modes, str, "--modes"), _csv(budgets, float, "--budgets"), epochs,
-                           image_size, runs=runs, seed=seed, force=force, resume=resume, log=_log,
-                           backbone=_backbone_fields(backbone, backbone_dir, max_length, blocks),
-                           gate_scopes=_csv(gate_scopes, str, "--gate-scopes"), accelerator=accelerator,
-                           fast_layout=fast_layout, freeze_static=freeze_static_gates, exits=_exit_blocks(exits),
-                           exit_distill=exit_distill, exit_expand=exit_expand, exit_joint=exit_joint,
-                           exit_mix=exit_mix, progress=_lazy_progress(stack, runs, "timing"), timings=timings, coupled_from=couple_from)
+        result = run_sweep(data_dir, out_dir, spec, grid, runs=runs, force=force, resume=resume, log=_log,
+                           freeze_static=freeze_static_gates, progress=_lazy_progress(stack, runs, "timing"),
+                           timings=timings)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -383,8 +345,8 @@ def compare(bundle_a, bundle_b, data_dir, runs, threads, json_file, plot_file, t
             import matplotlib  # noqa: F401
         except ImportError:
             raise UserError("--plot needs matplotlib: pip install 'edgeadapt[train]' or pip install matplotlib") from None
-    from .runtime.bench import write_result
     from .runtime.compare import compare_bundles, format_comparison
+    from .runtime.report import write_result
 
     names = [str(bundle_a), str(bundle_b)] if bundle_a.name == bundle_b.name else [bundle_a.name, bundle_b.name]
     with contextlib.ExitStack() as stack:
@@ -403,16 +365,6 @@ def _refuse_overwrite(path: Path, force: bool) -> None:
     """Nothing the user had is replaced without --force; checked before any work starts."""
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to replace it")
-
-
-def _exit_blocks(text: str | None) -> list[int] | None:
-    """``--exits`` as block indices (None when not given; an empty list is refused)."""
-    if text is None:
-        return None
-    blocks = _csv(text, int, "--exits")
-    if not blocks:
-        raise UserError("--exits is empty; name the blocks after which an exit sits, e.g. --exits 4,7")
-    return blocks
 
 
 def _csv(text: str, kind, option: str) -> list:
@@ -444,6 +396,22 @@ def data_digits(out_dir, size, force) -> None:
     click.echo(f"wrote {n} digit images in {classes} classes to {out_dir}")
 
 
+@data.command("tickets")
+@click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="CSV file to write.")
+@click.option("--per-class", default=80, show_default=True, type=click.IntRange(2, 100000), help="Tickets per label.")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+def data_tickets(out_file, per_class, seed, force) -> None:
+    """Write generated maintenance tickets (text,label; three fault labels) for the text backbones."""
+    from .data.synthetic_text import CUES, write_text_dataset
+
+    if out_file.is_dir():
+        raise UserError(f"{out_file} is a folder; --out names the CSV file to write")
+    _refuse_overwrite(out_file, force)
+    write_text_dataset(out_file, per_class=per_class, seed=seed)
+    click.echo(f"wrote {per_class * len(CUES)} tickets in {len(CUES)} classes to {out_file}")
+
+
 @cli.group()
 def devices() -> None:
     """Device profiles: hardware facts, runtime settings and latency/memory budgets per target."""
@@ -470,24 +438,38 @@ def devices_show(name_or_path, as_json) -> None:
     click.echo(json.dumps(profile.to_dict(), indent=2) if as_json else format_profile(profile))
 
 
-@devices.command("calibrate")
-@click.argument("name_or_path")
-@click.option("--runs", default=100, show_default=True, type=click.IntRange(5, 10**6))
-@click.option("--force", is_flag=True, help="Calibrate even though this host does not match the profile.")
-def devices_calibrate(name_or_path, runs, force) -> None:
+def _score_options(f: Callable) -> Callable:
+    """The options ``devices score`` and its old name ``devices calibrate`` share."""
+    f = click.option("--force", is_flag=True, help="Score even though this host does not match the profile.")(f)
+    f = click.option("--runs", default=100, show_default=True, type=click.IntRange(5, 10**6))(f)
+    return click.argument("name_or_path")(f)
+
+
+@devices.command("score")
+@_score_options
+def devices_score(name_or_path, runs, force) -> None:
     """Time the reference workload here, on the device itself, and keep the score in a local profile copy."""
-    from .runtime.bench import host_mismatch
-    from .runtime.calibrate import calibrate
     from .runtime.devices import resolve_profile
+    from .runtime.scoring import score_device
+    from .runtime.verdict import host_mismatch
 
     profile = resolve_profile(name_or_path)
     mismatch = host_mismatch(profile)
     if mismatch and not force:
-        raise UserError(f"this host is not {profile.name} ({'; '.join(mismatch)}): run calibrate on the device "
-                        "itself, or pass --force")
-    calibrated, path = calibrate(profile, runs)
-    click.echo(f"{profile.name}: reference workload {calibrated.calibration.reference} median "
-               f"{calibrated.calibration.reference_ms:.3f} ms; wrote {path}")
+        raise UserError(f"this host is not {profile.name} ({'; '.join(mismatch)}): run 'devices score' on the "
+                        "device itself, or pass --force")
+    scored, path = score_device(profile, runs)
+    click.echo(f"{profile.name}: reference workload {scored.score.reference} median "
+               f"{scored.score.reference_ms:.3f} ms; wrote {path}")
+
+
+@devices.command("calibrate", hidden=True)
+@_score_options
+@click.pass_context
+def devices_calibrate(ctx, name_or_path, runs, force) -> None:
+    """Old name of ``devices score``."""
+    click.echo("note: 'devices calibrate' is deprecated; it is now 'devices score' (same arguments)", err=True)
+    ctx.invoke(devices_score, name_or_path=name_or_path, runs=runs, force=force)
 
 
 def _report_metrics(metrics: dict, out_dir: Path, as_json: bool) -> None:

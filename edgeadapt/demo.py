@@ -5,28 +5,36 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .adapters import GatedAdapterConfig
 from .choices import DEFAULT_EPOCHS
 from .data.synthetic import CLASSES, write_dataset
 from .errors import UserError
-from .train import TrainOptions, run_training
+from .runtime.provenance import command_line, provenance
+from .spec import TrainSpec
 
 PER_CLASS = 180  # 780 train, 84 calibration, 216 held out: a point of accuracy is about two images
 IMAGE_SIZE = 128
 EPOCHS = DEFAULT_EPOCHS
-FAST_LAYOUT = True  # folded BatchNorm, channels-last: the 1.5x data in about the time 1x took (docs/gating.md)
-COUPLED_FROM = 9  # the gates of blocks 9-14 decide together: most inputs run blocks 2-7 only (docs/gating.md)
-BENCH_RUNS = 300
-BENCH_TIMINGS = 3  # rotations at most while the host probe reads unsteady (bench --timings)
+FAST_LAYOUT = True  # folded BatchNorm, channels-last: the 1.5x data in about the time 1x took (docs/concepts/backbones.md)
+COUPLED_FROM = 9  # the gates of blocks 9-14 decide together: most inputs run blocks 2-7 only (docs/concepts/coupled-gates.md)
+BENCH_RUNS = 200  # per setting and rotation (4 settings interleaved): 2/3 of the time 300 took
+BENCH_TIMINGS = 2  # rotations at most while the host probe reads unsteady (bench --timings); a third cost 10 s on a slow host
 SEED = 0
+
+
+def demo_spec() -> TrainSpec:
+    """The demo's training spec: the defaults, with this module's knobs (``edgeadapt train --config
+    demo-out/run/spec.toml`` trains it again)."""
+    return TrainSpec(image_size=IMAGE_SIZE, epochs=EPOCHS, gate_scope="block", budget=0.5, couple_from=COUPLED_FROM,
+                     fast_layout=FAST_LAYOUT, seed=SEED).check()
 
 
 def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = print, progress_bar=None) -> dict:
     """Generate data (or reuse it), train at budget 0.5 with gate scope ``block`` and the late gates coupled,
     export, benchmark."""
     from .export.bundle import export_run
-    from .runtime.bench import format_table, run_bench, write_result
+    from .runtime.bench import run_bench
     from .runtime.metrics import gap_text
+    from .runtime.report import format_table, write_result
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -39,9 +47,7 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
     if not _complete(data):
         log(f"generating {PER_CLASS} images for each of {len(CLASSES)} classes in {data} (seed {SEED})...")
         write_dataset(data, per_class=PER_CLASS, seed=SEED)
-    metrics = run_training(data, run, GatedAdapterConfig(image_size=IMAGE_SIZE, gate_scope="block", budget=0.5,
-                                                          coupled_from=COUPLED_FROM),
-                           TrainOptions(epochs=EPOCHS, seed=SEED, fast_layout=FAST_LAYOUT), force=force, log=log, progress_bar=progress_bar)
+    metrics = demo_spec().train(data, run, force=force, log=log, progress_bar=progress_bar)
     export_run(run, bundle, force=force, log=log)
     log("benchmarking (batch 1, gated and all-open interleaved)...")
     result = run_bench(bundle, runs=BENCH_RUNS, threads=None, timings=BENCH_TIMINGS, log=log)
@@ -57,6 +63,7 @@ def run_demo(out_dir: Path, force: bool = False, log: Callable[[str], None] = pr
         "gate_rates": result["gate_rates"],
         "seconds": time.perf_counter() - started,
         "run": str(run), "bundle": str(bundle), "bench": str(out_dir / "bench.json"),
+        "provenance": provenance(command_line()),
     }
     summary["report"] = "\n".join([
         format_table(result),

@@ -51,11 +51,11 @@ def local_rank() -> int:
 
 def training_device(requested: str) -> torch.device:
     """``auto``: a GPU when torch sees one (under torchrun, the one of this process's local rank), else the CPU;
-    ``cuda`` where torch sees no GPU is a mistake to say in one line (``train --accelerator``)."""
+    ``cuda`` where torch sees no GPU is a mistake to say in one line (the training spec's ``accelerator``)."""
     has_gpu = torch.cuda.is_available()
     if requested == "cuda" and not has_gpu:
-        raise UserError("--accelerator cuda, but torch sees no CUDA GPU here (a CPU-only torch build, or no "
-                        "driver); use --accelerator cpu or auto")
+        raise UserError("accelerator cuda, but torch sees no CUDA GPU here (a CPU-only torch build, or no "
+                        "driver); use --set accelerator=cpu or auto")
     if requested == "cpu" or not has_gpu:
         return torch.device("cpu")
     return torch.device("cuda", local_rank() % torch.cuda.device_count())

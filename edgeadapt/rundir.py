@@ -1,4 +1,5 @@
-"""A training run's folder: config, trainable weights (safetensors), metrics and held-out samples."""
+"""A training run's folder: config (``format_version`` in ``formats``), its training spec (spec.toml), trainable
+weights (safetensors), metrics and held-out samples."""
 from __future__ import annotations
 
 import json
@@ -45,6 +46,13 @@ class RunDir:
             return json.loads(self.path(name).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"{self.path(name)} is unreadable ({exc.__class__.__name__}); re-run 'edgeadapt train'") from None
+
+    def load_config(self) -> dict:
+        """``config.json`` in the current format (``formats.migrate_run_config``: older runs get the values they
+        were built with)."""
+        from .formats import migrate_run_config
+
+        return migrate_run_config(self.load_json(CONFIG), str(self.path(CONFIG)))
 
     def load_holdout(self) -> tuple[np.ndarray, np.ndarray]:
         """Held-out images and targets (image runs)."""

@@ -1,25 +1,57 @@
-"""``edgeadapt sweep``: every mode, and the sparse and static models at every budget, trained on one split,
-exported, and timed side by side; writes sweep.json and an accuracy-latency plot with the Pareto front."""
+"""``edgeadapt sweep``: every mode, and the sparse and static models at every budget, trained on one split with one
+training spec, exported, and timed side by side; writes spec.toml, sweep.json and an accuracy-latency plot with
+the Pareto front."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .adapters import GATE_SCOPES, MODES, GatedAdapterConfig, check_buildable, exit_fields, refuse_exit_options
-from .choices import model_kind
+from .choices import GATE_SCOPES, MODES, model_kind
 from .errors import UserError
-from .rundir import CONFIG, METRICS, RunDir, prepare_output, write_json
+from .formats import SWEEP_VERSION, migrate_sweep
+from .rundir import METRICS, RunDir, prepare_output, write_json
 from .runtime.bundle import MANIFEST
 from .runtime.compare import measure_bundles, paired_p
 from .runtime.host import host_text
 from .runtime.metrics import p_text
+from .runtime.provenance import command_line, provenance
 from .runtime.session import Runtime
-from .train import TrainOptions, default_lr, run_training
+from .spec import DEFAULTS, EXIT_KNOBS, GRID_AXES, SPEC_TOML, TrainSpec, read_toml, toml_value
 
 SWEEP_JSON = "sweep.json"
 SWEEP_PNG = "sweep.png"
 BUDGETED = ("sparse", "static")  # modes trained once per budget
+
+
+@dataclass
+class Grid:
+    """The sweep's axes: the modes, the budgets of the sparse and static models, the sparse model's gate scopes."""
+
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    budgets: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    gate_scopes: list[str] = field(default_factory=lambda: ["block"])
+
+    def replace(self, **changes) -> Grid:
+        return dataclasses.replace(self, **changes)
+
+    def to_toml(self) -> str:
+        return "[grid]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in dataclasses.asdict(self).items())
+
+
+def read_grid(path: Path | None) -> Grid:
+    """The ``[grid]`` table of a sweep's spec.toml (the default grid without a file or a table)."""
+    table = read_toml(path).get("grid", {}) if path else {}
+    unknown = sorted(set(table) - {f.name for f in dataclasses.fields(Grid)})
+    if not isinstance(table, dict) or unknown:
+        raise UserError(f"{path}: [grid] takes modes, budgets and gate_scopes, not {', '.join(unknown) or table!r}")
+    for key, kind in (("modes", str), ("budgets", (int, float)), ("gate_scopes", str)):
+        value = table.get(key, [])
+        if not isinstance(value, list) or any(not isinstance(v, kind) or isinstance(v, bool) for v in value):
+            raise UserError(f"{path}: [grid] {key} must be a list of {'numbers' if key == 'budgets' else 'names'}, "
+                            f"got {value!r}")
+    return Grid(**{k: [float(b) for b in v] if k == "budgets" else v for k, v in table.items()})
 
 
 @dataclass
@@ -35,6 +67,23 @@ class SweepEntry:
         """``sparse@0.5`` for block gates (the default scope), ``sparse-exit@0.5`` for another scope."""
         kind = model_kind(self.mode, self.gate_scope)
         return kind if self.budget is None else f"{kind}@{self.budget:g}"
+
+    @property
+    def has_exits(self) -> bool:
+        return self.mode == "sparse" and self.gate_scope == "exit"
+
+    @property
+    def couples(self) -> bool:
+        """Whether ``couple_from`` applies: a sparse model gated by block or adapter."""
+        return self.mode == "sparse" and self.gate_scope != "exit"
+
+    def spec(self, spec: TrainSpec) -> TrainSpec:
+        """The spec this entry trains: the sweep's at the entry's grid point, the early-exit knobs on exit entries
+        only and the coupling on sparse block and adapter entries only."""
+        spec = spec.replace(mode=self.mode, budget=self.budget or DEFAULTS.budget, gate_scope=self.gate_scope)
+        if not self.has_exits:
+            spec = spec.replace(**{k: getattr(DEFAULTS, k) for k in EXIT_KNOBS})
+        return spec if self.couples else spec.replace(couple_from=None)
 
 
 def plan(modes: list[str], budgets: list[float], gate_scopes: list[str] = ("block",)) -> list[SweepEntry]:
@@ -59,78 +108,83 @@ def plan(modes: list[str], budgets: list[float], gate_scopes: list[str] = ("bloc
     return entries
 
 
-def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epochs: int, image_size: int,
-              runs: int = 200, seed: int = 0, force: bool = False, resume: bool = False,
-              log: Callable[[str], None] = print, backbone: dict | None = None,
-              gate_scopes: list[str] = ("block",), accelerator: str = "auto", fast_layout: bool = False,
-              freeze_static: bool = False, exits: list[int] | None = None, exit_distill: float = 0.0,
-              exit_expand: int | None = None, exit_joint: bool = False, exit_mix: float | None = None,
-              progress: Callable[[int], None] | None = None, timings: int = 1, coupled_from: int | None = None) -> dict:
-    """Train and export every entry into ``out/runs`` and ``out/bundles``, then time them all in one rotation.
+def check_sweep(spec: TrainSpec, entries: list[SweepEntry]) -> None:
+    """The spec suits every entry, in one line naming the key at fault, before any data is read: its values in
+    range, the early-exit knobs only with exit entries, the coupling only with sparse block or adapter entries,
+    and every gate scope, exit and coupling buildable on the backbone."""
+    exits = next((e for e in entries if e.has_exits), None)
+    spec.replace(mode="sparse", gate_scope="exit" if exits else "block", budget=DEFAULTS.budget).check(
+        exits_need="exit in --gate-scopes and sparse in --modes")
+    for scope in dict.fromkeys(e.gate_scope for e in entries if e.mode == "sparse"):
+        try:
+            spec.replace(mode="sparse", gate_scope=scope, couple_from=None, **{
+                k: getattr(DEFAULTS, k) for k in EXIT_KNOBS}).model_config()
+        except UserError as exc:
+            raise UserError(f"--gate-scopes {scope}: {exc}") from None
+    coupled = next((e for e in entries if e.couples), None)
+    if spec.couple_from is not None:
+        if coupled is None:
+            raise UserError("couple_from couples the gates of sparse block or adapter entries; it needs sparse in "
+                            "--modes and block or adapter in --gate-scopes")
+        coupled.spec(spec).check_buildable()
+    if exits is not None:
+        exits.spec(spec).check_buildable()
 
-    ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk).
-    ``backbone``: config fields naming another backbone (``backbone``, ``backbone_dir``, ``max_length``,
-    ``blocks``); the data is then a text CSV or an array NPZ. ``accelerator`` and ``fast_layout``: how each
-    entry trains (``train --accelerator``, ``--fast-layout``). ``freeze_static``: how each entry exports
-    (``export --freeze-static-gates``); a kept entry exported the other way is exported again, not retrained.
-    ``exits``: where the exit-scope entries place their exits (``train --exits``; None: the backbone's default);
-    a kept exit entry trained with others, or with another ``exit_distill``, ``exit_expand``, ``exit_joint`` or
-    ``exit_mix`` (``train --exit-distill``, ``--exit-expand``, ``--exit-joint``, ``--exit-mix``; None: the config's
-    default),
-    stops the sweep before anything trains. ``progress(1)`` per input
-    timed, up to ``runs``; ``timings``: rotations at most while the host is unsteady (``measure_bundles``).
-    ``coupled_from``: the sparse block and adapter entries couple their gates from this block on (``train
-    --couple-from``); a kept entry coupled otherwise stops the sweep before anything trains.
+
+def check_resume(out: Path, spec: TrainSpec) -> None:
+    """A sweep resumes only with the kept sweep's spec (its spec.toml; the grid may change: every entry is named by
+    its grid point); one line naming every difference, before anything trains."""
+    kept = out / SPEC_TOML
+    if not kept.exists():
+        if (out / "runs").exists():
+            raise UserError(f"{out} has no {SPEC_TOML} (a sweep folder from before sweep format {SWEEP_VERSION}), so "
+                            "its entries' spec is unknown; start a new sweep folder")
+        return
+    diff = TrainSpec.from_toml(kept).diff(spec, skip=GRID_AXES)
+    if diff:
+        raise UserError(f"--resume: the spec differs from the kept sweep's spec: {'; '.join(diff)}; resume with "
+                        f"--config {kept}, or start a new sweep folder")
+
+
+def write_spec(out: Path, spec: TrainSpec, grid: Grid) -> None:
+    """``out/spec.toml``: the shared spec under ``[train]`` (no grid axes) and the grid under ``[grid]``."""
+    tmp = out / (SPEC_TOML + ".tmp")
+    tmp.write_text(spec.to_toml("train", skip=GRID_AXES) + "\n" + grid.to_toml())
+    tmp.replace(out / SPEC_TOML)
+
+
+def run_sweep(data: Path, out: Path, spec: TrainSpec = DEFAULTS, grid: Grid | None = None, runs: int = 200,
+              force: bool = False, resume: bool = False, log: Callable[[str], None] = print, freeze_static: bool = False,
+              progress: Callable[[int], None] | None = None, timings: int = 1) -> dict:
+    """Train and export every entry of the ``grid`` with the ``spec`` into ``out/runs`` and ``out/bundles``, then
+    time them all in one rotation.
+
+    ``resume`` keeps the entries an earlier, interrupted sweep finished (each is complete or absent on disk); the
+    spec must be the kept one. ``freeze_static``: how each entry exports (``export --freeze-static-gates``); a kept
+    entry exported the other way is exported again, not retrained. ``progress(1)`` per input timed, up to ``runs``;
+    ``timings``: rotations at most while the host is unsteady (``measure_bundles``).
     """
     from .data import check_data, holdout_samples
     from .export.bundle import export_run
     from .plot import plot_tradeoff
 
-    entries = plan(modes, budgets, gate_scopes)
-    backbone = backbone or {}
-    for scope in gate_scopes if "sparse" in modes else ():  # every scope must suit the backbone before training
-        try:
-            GatedAdapterConfig(image_size=image_size, gate_scope=scope, **backbone)
-        except ValueError as exc:
-            raise UserError(f"--gate-scopes {scope}: {exc}") from None
-    if "exit" not in gate_scopes:
-        refuse_exit_options({"--exits": bool(exits), "--exit-distill": bool(exit_distill),
-                             "--exit-expand": exit_expand is not None, "--exit-joint": exit_joint,
-                             "--exit-mix": exit_mix is not None}, "exit in --gate-scopes")
-    expand = exit_fields(exit_expand, exit_joint, exit_mix)
-    coupled = [e for e in entries if _couples(e)]
-    if coupled_from is not None:
-        if not coupled:
-            raise UserError("--couple-from couples the gates of sparse block or adapter entries; it needs sparse in "
-                            "--modes and block or adapter in --gate-scopes")
-        check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope=coupled[0].gate_scope,
-                                           coupled_from=coupled_from, **backbone), "--couple-from")
-    planned_exits = None  # the exit entries' config as this sweep builds it: where the exits go, defaults filled in
-    if "exit" in gate_scopes and "sparse" in modes:
-        planned_exits = check_buildable(GatedAdapterConfig(image_size=image_size, gate_scope="exit",
-                                                           exits=list(exits or []), **expand, **backbone), "--exits")
-        exits = planned_exits.exits
-    check_data(data, GatedAdapterConfig(image_size=image_size, **backbone))  # before the sweep folder exists
+    grid = grid or Grid()
+    entries = plan(grid.modes, grid.budgets, grid.gate_scopes)
+    check_sweep(spec, entries)
+    check_data(data, spec.model_config())  # before the sweep folder exists
     out = Path(out)
-    if not resume:
+    if resume:
+        check_resume(out, spec)
+    else:
         prepare_output(out, force, "sweep")
     out.mkdir(parents=True, exist_ok=True)
-    kept_exits: dict[str, GatedAdapterConfig] = {}  # the configs of kept exit runs, checked before any training
-    for entry in entries if resume else ():  # kept sparse runs must be built and trained as this sweep asks
-        run_dir = out / "runs" / entry.name
-        if entry.mode != "sparse" or not (run_dir / CONFIG).exists():
-            continue
-        built, train = _kept_config(run_dir)
-        if entry.gate_scope == "exit":
-            _kept_exits_match(built, train, planned_exits, exit_distill, entry.name)
-            kept_exits[entry.name] = built
-        else:
-            _kept_coupling_matches(built, coupled_from, entry.name)
+    write_spec(out, spec, grid)
     trained = []
     shared: Path | None = None  # the first budget-free run (confidence exits): the others share its weights
     for k, entry in enumerate(entries, 1):
         run_dir, bundle_dir = out / "runs" / entry.name, out / "bundles" / entry.name
         freeze = freeze_static and entry.mode == "sparse"  # the baselines have no gates to freeze
+        budget_free = entry.spec(spec).model_config().budget_free_training
         if resume and (bundle_dir / MANIFEST).exists() and (run_dir / METRICS).exists():
             metrics = RunDir(run_dir).load_json(METRICS)
             log(f"[{k}/{len(entries)}] {entry.name}: kept from the earlier sweep")
@@ -139,24 +193,17 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
                 log(f"[{k}/{len(entries)}] {entry.name}: exported again, "
                     f"{'with' if freeze else 'without'} --freeze-static-gates")
             trained.append((entry, run_dir, bundle_dir, metrics))
-            if shared is None and entry.name in kept_exits and kept_exits[entry.name].budget_free_training:
+            if shared is None and budget_free:
                 shared = run_dir
             continue
-        config = GatedAdapterConfig(image_size=image_size, mode=entry.mode, budget=entry.budget or 0.5,
-                                    gate_scope=entry.gate_scope, exits=list(exits or []) if entry.gate_scope == "exit" else [],
-                                    coupled_from=coupled_from if _couples(entry) else None,
-                                    **(expand if entry.gate_scope == "exit" else {}), **backbone)
-        sibling = shared if config.budget_free_training else None
+        sibling = shared if budget_free else None
         log(f"[{k}/{len(entries)}] {entry.name}: " + (f"calibrating the weights of {sibling.name}..." if sibling
                                                        else "training..."))
-        opts = TrainOptions(epochs=epochs, lr=default_lr(entry.mode), seed=seed, accelerator=accelerator, fast_layout=fast_layout,
-                            exit_distill=exit_distill)
-        metrics = run_training(data, run_dir, config, opts, force=True, log=lambda s: None, progress_bar=None,
-                               weights_from=sibling)
+        metrics = entry.spec(spec).train(data, run_dir, force=True, log=lambda s: None, weights_from=sibling)
         export_run(run_dir, bundle_dir, force=True, log=lambda s: None, freeze_static=freeze)
         log(f"[{k}/{len(entries)}] {entry.name}: held-out accuracy {metrics['heldout_accuracy']:.3f}, "
             f"{'calibrated' if sibling else 'trained'} in {metrics['train_seconds']:.0f}s, exported")
-        if config.budget_free_training and shared is None:
+        if budget_free and shared is None:
             shared = run_dir
         trained.append((entry, run_dir, bundle_dir, metrics))
     arrays, targets = RunDir(trained[0][1]).load_holdout_arrays()
@@ -167,59 +214,16 @@ def run_sweep(data: Path, out: Path, modes: list[str], budgets: list[float], epo
     rows = [{**row, **_training_figures(e, run_dir, runtimes[e.name].bundle.manifest, metrics)}
             for row, (e, run_dir, _, metrics) in zip(measured, trained)]
     _relative_to_dense(rows)
-    result = {"data": str(data), "backbone": backbone.get("backbone", "efficientnet_lite0"),
-              "image_size": image_size, "epochs": epochs, "seed": seed, "runs": runs, "freeze_static_gates": freeze_static,
-              "coupled_from": coupled_from,
-              "heldout_inputs": int(len(images)), "host": host, "entries": rows, "summary": summarize(rows)}
+    result = {"format_version": SWEEP_VERSION, "data": str(data), "backbone": spec.backbone,
+              "image_size": spec.image_size, "epochs": spec.epochs, "seed": spec.seed, "runs": runs,
+              "freeze_static_gates": freeze_static, "coupled_from": spec.couple_from,
+              "spec": {k: v for k, v in spec.to_dict().items() if k not in GRID_AXES},
+              "grid": dataclasses.asdict(grid),
+              "heldout_inputs": int(len(images)), "host": host, "entries": rows, "summary": summarize(rows),
+              "provenance": provenance(command_line())}
     write_json(out / SWEEP_JSON, result)
     plot_tradeoff(rows, out / SWEEP_PNG, f"{Path(data).name}: {len(images)} held-out inputs, batch 1 on this host")
     return result
-
-
-def _couples(entry: SweepEntry) -> bool:
-    """Whether ``--couple-from`` applies to the entry: a sparse model gated by block or adapter."""
-    return entry.mode == "sparse" and entry.gate_scope != "exit"
-
-
-def _kept_config(run_dir: Path) -> tuple[GatedAdapterConfig, dict]:
-    """A kept run's model config and training options as it saved them; one line if they cannot be read."""
-    saved = RunDir(run_dir).load_json(CONFIG)
-    try:  # fields older runs lack get the values those runs were built with
-        return GatedAdapterConfig.from_dict(saved["config"]), dict(saved["train"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{run_dir / CONFIG} has a bad config ({exc}); start a new sweep folder") from None
-
-
-def _kept_coupling_matches(built: GatedAdapterConfig, coupled_from: int | None, name: str) -> None:
-    """A kept sparse block or adapter entry must have coupled its gates as this sweep asks."""
-    if built.coupled_from != coupled_from:
-        how = f"with --couple-from {built.coupled_from}" if built.coupled_from is not None else "without --couple-from"
-        raise UserError(f"{name} in this sweep folder was trained {how}; resume {how}, or start a new sweep folder")
-
-
-def _kept_exits_match(built: GatedAdapterConfig, train: dict, planned: GatedAdapterConfig, exit_distill: float,
-                      name: str) -> None:
-    """A kept exit entry must have its exits where this sweep asks for them (``planned``), built, trained and
-    answering the way it asks."""
-    trained = built.exits
-    distilled = train.get("exit_distill", 0.0)  # runs from before the option learned from labels only
-    if distilled != exit_distill:
-        raise UserError(f"{name} in this sweep folder was trained with --exit-distill {distilled:g}; resume with "
-                        f"--exit-distill {distilled:g}, or start a new sweep folder")
-    if built.exit_expand != planned.exit_expand:
-        raise UserError(f"{name} in this sweep folder has exit heads built with --exit-expand {built.exit_expand}; "
-                        f"resume with --exit-expand {built.exit_expand}, or start a new sweep folder")
-    if built.exit_joint != planned.exit_joint:
-        how = "with" if built.exit_joint else "without"
-        raise UserError(f"{name} in this sweep folder was trained {how} --exit-joint; resume {how} it, or start a new "
-                        "sweep folder")
-    if built.exit_mix != planned.exit_mix:
-        raise UserError(f"{name} in this sweep folder answers with --exit-mix {built.exit_mix:g}; resume with "
-                        f"--exit-mix {built.exit_mix:g}, or start a new sweep folder")
-    if planned.exits != trained:
-        where = ",".join(map(str, trained))
-        raise UserError(f"{name} in this sweep folder has exits after block{'s' if len(trained) > 1 else ''} {where}; "
-                        f"resume with --exits {where}, or start a new sweep folder")
 
 
 def _training_figures(entry: SweepEntry, run_dir: Path, manifest: dict, metrics: dict) -> dict:
@@ -268,7 +272,8 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def format_sweep(result: dict) -> str:
-    """The sweep table for people."""
+    """The sweep table for people, from a sweep result or a sweep.json of any format."""
+    result = migrate_sweep(result)
     lines = [f"{'name':20}{'acc':>7}{'F1':>7}{'p50 ms':>9}{'p90 ms':>9}{'saving':>10}{'params':>12}{'train s':>9}  pareto"]
     for r in result["entries"]:
         vs = f"{r['saving_vs_dense'] * 100:.0f}%" if r['saving_vs_dense'] is not None else "-"
@@ -277,13 +282,13 @@ def format_sweep(result: dict) -> str:
                      f"  {'*' if r['pareto'] else ''}")
     shares: dict[str, list[str]] = {}
     for r in result["entries"]:
-        if r.get("weights_from"):  # sweep.json files from before session 15 lack it
+        if r["weights_from"]:
             shares.setdefault(r["weights_from"], []).append(r["name"])
     for source, names in shares.items():
         lines.append(f"{', '.join(names)} share the weights of {source} (confidence exits train the same at every "
                      "budget; only their calibration differs, and train s is its time)")
     for r in result["entries"]:
-        if r.get("static_gates"):  # sweep.json files from before the field lack it
+        if r["static_gates"]:
             lines.append(f"{r['name']} exported without the If of: "
                          + ", ".join(f"{g} ({state})" for g, state in r["static_gates"].items()))
     s = result["summary"]
@@ -292,10 +297,10 @@ def format_sweep(result: dict) -> str:
                      f"{s['its_saving_vs_dense'] * 100:.0f}% below dense p50 ({p_text(s['its_p_value_vs_dense'])})")
     else:
         lines.append("no sparse model is within 1 point of dense accuracy")
-    if "fastest_sparse_holding_both" in s:  # sweep.json files from before session 17 lack it
+    if "fastest_sparse_holding_both" in s:  # sweep.json format 1 files may lack it (no summary to rebuild it from)
         lines.append(_both_line(s["fastest_sparse_holding_both"]))
     lines += _static_lines(result)
-    if result.get("host"):  # sweep.json files from before session 14 lack it
+    if result["host"]:
         lines.append(host_text(result["host"]))
     return "\n".join(lines)
 

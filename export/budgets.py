@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from ..adapters import GatedModel
-from ..adapters.model import CLOSE_ALL, OPEN_ALL
-from ..train import cache_prefix, compute_fraction, compute_median, evaluate
+from ..evaluate import cache_prefix, evaluate
+from ..runtime.gates import CLOSE_ALL, OPEN_ALL
+from ..thresholds import compute_fraction, compute_median
 
 # gate logits sit within a few units of their threshold (training hinges the margin at ±3), so the coarse
 # grid is dense near 0; the refinement then adds rows only where compute jumps (34 rows on the demo, not 48)

@@ -12,11 +12,12 @@ import onnx
 from ..backbones import text_backbone_dir
 from ..backbones.bert import TOKENIZER_FILE
 from ..checkpoint import load_trained_model
+from ..cost import GateCosts
 from ..errors import UserError
+from ..evaluate import batch_inputs
 from ..rundir import METRICS, RunDir, prepare_output, save_npz, staged_folder, write_json
 from ..runtime.bundle import DENSE, FORMAT_VERSION, MANIFEST, MODEL, SAMPLES, sha256_file
 from ..runtime.devices import DeviceProfile
-from ..train import GateCosts, batch_inputs
 from .budgets import budget_table
 from .dense_graph import inline_if_nodes
 from .device_fit import fit_to_device

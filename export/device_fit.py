@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..runtime.bench import time_interleaved
 from ..runtime.bundle import Bundle
 from ..runtime.devices import DeviceProfile
 from ..runtime.session import Runtime
+from ..runtime.timing import time_interleaved
 
 RUNS_PER_ROW = 40
 WARMUP = 3

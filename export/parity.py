@@ -6,8 +6,8 @@ import onnxruntime as ort
 import torch
 
 from ..adapters import GatedModel
-from ..adapters.model import CLOSE_ALL, OPEN_ALL
 from ..errors import UserError
+from ..runtime.gates import CLOSE_ALL, OPEN_ALL
 from .onnx_graph import THRESHOLDS
 
 TOLERANCE = 1e-4

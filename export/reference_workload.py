@@ -1,4 +1,4 @@
-"""Builds ``runtime/reference_workload.onnx``: the fixed workload ``devices calibrate`` times on a device.
+"""Builds ``runtime/reference_workload.onnx``: the fixed workload ``devices score`` times on a device.
 
 Four MBConv-like blocks (1x1 expand, 3x3 depthwise, 1x1 project, residual) on a 32x56x56 input with
 seeded weights, so the same bytes come out every time. Regenerate with

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .bench import load_inputs, percentiles, time_until_steady
 from .host import host_text
+from .inputs import load_inputs
 from .metrics import accuracy, accuracy_interval, macro_f1, mcnemar_p, p_text, pareto_front
 from .session import Runtime
+from .timing import percentiles, time_until_steady
 
 
 def score(rt: Runtime, images: np.ndarray, targets: np.ndarray) -> dict:

@@ -28,17 +28,20 @@ HOST_SOURCE = "derived at run time from this machine"
 SCHEMA: dict[str, dict[str, tuple[str, bool]]] = {
     "": {"name": ("str", True), "description": ("str", True), "hardware": ("table", True),
          "runtime": ("table", True), "budgets": ("table", True), "power": ("table", False),
-         "calibration": ("table", False)},
+         "score": ("table", False)},
     "hardware": {"arch": ("str", True), "cpu": ("str", True), "cores": ("int", True),
                  "memory_mb": ("number", True), "sources": ("strlist", True)},
     "runtime": {"threads": ("int", True), "execution_providers": ("strlist", True), "graph": ("graph", False),
                 "spin_wait": ("bool", False)},
     "budgets": {"latency_ms": ("number", True), "latency_percentile": ("percent", True), "memory_mb": ("number", True)},
     "power": {"watts": ("number", True)},
-    # written by `edgeadapt devices calibrate` into a local copy of the profile
-    "calibration": {"reference": ("str", True), "reference_ms": ("number", True), "measured": ("str", True),
-                    "onnxruntime": ("str", True)},
+    # written by `edgeadapt devices score` into a local copy of the profile
+    "score": {"reference": ("str", True), "reference_ms": ("number", True), "measured": ("str", True),
+              "onnxruntime": ("str", True)},
 }
+# old table name -> its name now; read (never written) so that local copies written before the rename still load
+RENAMED_TABLES = {"calibration": "score"}
+TABLES = ("hardware", "runtime", "budgets", "power", "score")
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,8 @@ class Power:
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """The reference workload's median latency measured on the device itself."""
+class DeviceScore:
+    """The reference workload's median latency measured on the device itself (``edgeadapt devices score``)."""
 
     reference: str
     reference_ms: float
@@ -99,7 +102,7 @@ class DeviceProfile:
     budgets: Budgets
     power: Power | None
     path: Path | None
-    calibration: Calibration | None = None
+    score: DeviceScore | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict in the TOML layout, plus ``path``."""
@@ -142,7 +145,7 @@ def host_profile() -> DeviceProfile:
 
 
 def local_profiles_dir() -> Path:
-    """Where calibrated copies live: ``$EDGEADAPT_HOME/devices`` or ``~/.config/edgeadapt/devices``."""
+    """Where scored copies live: ``$EDGEADAPT_HOME/devices`` or ``~/.config/edgeadapt/devices``."""
     home = os.environ.get("EDGEADAPT_HOME")
     return (Path(home) if home else Path.home() / ".config" / "edgeadapt") / "devices"
 
@@ -151,7 +154,7 @@ def to_toml(profile: DeviceProfile) -> str:
     """The profile as TOML in the documented layout (only strings, numbers and string lists occur)."""
     data = profile.to_dict()
     lines = [f"name = {json.dumps(data['name'])}", f"description = {json.dumps(data['description'])}"]
-    for table in ("hardware", "runtime", "budgets", "power", "calibration"):
+    for table in TABLES:
         if data.get(table):
             lines.append(f"\n[{table}]")
             lines += [f"{key} = {json.dumps(list(v) if isinstance(v, tuple) else v)}" for key, v in data[table].items()]
@@ -193,7 +196,7 @@ def format_table(profiles: list[DeviceProfile]) -> str:
 def format_profile(profile: DeviceProfile) -> str:
     """Every field of one profile, readable, for ``edgeadapt devices show``."""
     lines = [f"{profile.name}: {profile.description}", f"file: {profile.path or HOST_SOURCE}"]
-    for table in ("hardware", "runtime", "budgets", "power", "calibration"):
+    for table in TABLES:
         section = getattr(profile, table)
         if section is None:
             continue
@@ -206,8 +209,9 @@ def format_profile(profile: DeviceProfile) -> str:
 
 
 def _build(data: dict[str, Any], where: str, path: Path | None) -> DeviceProfile:
+    data = _migrate(data, where)
     _check_table(data, "", where)
-    for table in ("hardware", "runtime", "budgets", "power", "calibration"):
+    for table in TABLES:
         if table in data:
             _check_table(data[table], table, where)
     hw, rt = data["hardware"], data["runtime"]
@@ -219,24 +223,40 @@ def _build(data: dict[str, Any], where: str, path: Path | None) -> DeviceProfile
         budgets=Budgets(**data["budgets"]),
         power=Power(**data["power"]) if "power" in data else None,
         path=path,
-        calibration=Calibration(**data["calibration"]) if "calibration" in data else None,
+        score=DeviceScore(**data["score"]) if "score" in data else None,
     )
 
 
-def _check_table(table: dict[str, Any], prefix: str, where: str) -> None:
-    schema = SCHEMA[prefix]
+def _migrate(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A table under its old name (``RENAMED_TABLES``) read as the new one; its fields are checked and named
+    as written, and a file holding both names is an error rather than a silent choice."""
+    for old, new in RENAMED_TABLES.items():
+        if old not in data:
+            continue
+        if new in data:
+            raise UserError(f"{where}: both [{old}] and [{new}]; [{old}] is the old name of [{new}], keep only [{new}]")
+        if not isinstance(data[old], dict):
+            raise UserError(f"{where}: {old} must be a table, got {_show(data[old])}")
+        _check_table(data[old], new, where, shown=old)
+        data = {(new if key == old else key): value for key, value in data.items()}
+    return data
+
+
+def _check_table(table: dict[str, Any], prefix: str, where: str, shown: str | None = None) -> None:
+    """Against ``SCHEMA[prefix]``; messages name the table ``shown`` (as the file spells it), else ``prefix``."""
+    schema, name = SCHEMA[prefix], prefix if shown is None else shown
     for key in table:
         if key not in schema:
-            raise UserError(f"{where}: unknown field {_field(prefix, key)} (expected one of: {', '.join(sorted(schema))})")
+            raise UserError(f"{where}: unknown field {_field(name, key)} (expected one of: {', '.join(sorted(schema))})")
     for key, (kind, required) in schema.items():
         if key not in table:
             if required:
-                what = f"table [{key}]" if kind == "table" else f"field {_field(prefix, key)}"
+                what = f"table [{key}]" if kind == "table" else f"field {_field(name, key)}"
                 raise UserError(f"{where}: missing required {what}")
             continue
         problem = _check_value(kind, table[key])
         if problem:
-            raise UserError(f"{where}: {_field(prefix, key)} must be {problem}, got {_show(table[key])}")
+            raise UserError(f"{where}: {_field(name, key)} must be {problem}, got {_show(table[key])}")
 
 
 def _check_value(kind: str, value: Any) -> str | None:

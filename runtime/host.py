@@ -3,7 +3,7 @@
 On a shared machine the host can slow down for part of a timing run. A uniform slowdown keeps the ratios
 between bundles; a change halfway does not when one model's latency has two modes (early exits: inputs that
 leave, inputs that go on), because its median then lands in another mode than a one-mode model's
-(docs/runtime.md, "Host steadiness"). The probe says when that happened.
+(docs/concepts/measuring-latency.md, "Host steadiness"). The probe says when that happened.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ STEADY_SPREAD = 1.3  # p90 / p10 of the probe's times above this: the host's spe
 
 
 class HostProbe:
-    """The reference workload (also what ``devices calibrate`` scores a device by) in its own session; each call
+    """The reference workload (also what ``devices score`` scores a device by) in its own session; each call
     times one batch-1 inference."""
 
     def __init__(self, threads: int | None = None, spin_wait: bool = True, providers: list[str] | None = None):
@@ -50,7 +50,7 @@ def host_text(host: dict) -> str:
     """One line for the human tables; an unsteady host says what it spoils and what to do."""
     turns = f"{host['probes']} turn{'s' if host['probes'] != 1 else ''}"
     figures = f"reference workload p90/p10 {host['spread']:.2f} over {turns}"
-    rotations = host.get("rotations") or []  # results from before session 15 timed one rotation
+    rotations = host.get("rotations") or []  # results from before commit 7e373f4 timed one rotation
     if len(rotations) > 1:
         figures += f"; the steadiest of {len(rotations)} rotations, which read " + ", ".join(f"{r:.2f}" for r in rotations)
     if host["steady"]:

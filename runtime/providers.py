@@ -56,7 +56,7 @@ def _options(threads: int | None, spin_wait: bool = True) -> ort.SessionOptions:
     """``spin_wait``: during a run, idle pool threads spin for the next operator instead of sleeping; they stop
     when the run returns (``force_spinning_stop``), so no CPU burns between runs and two sessions timed in turn
     do not take each other's cores. Without it every operator pays a thread wake-up: at 2 threads on 2 cores
-    the demo bundle ran about 30 % slower, slower than on 1 thread (docs/runtime.md)."""
+    the demo bundle ran about 30 % slower, slower than on 1 thread (docs/concepts/measuring-latency.md)."""
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads

@@ -11,9 +11,6 @@ from .bundle import Bundle, load_bundle, thresholds_for_budget
 from .preprocess import load_image, normalize
 from .providers import open_session
 
-ALL_OPEN = -1e9  # a threshold below any gate logit
-ALL_CLOSED = 1e9  # a threshold above any gate logit
-
 
 @dataclass
 class Prediction:

@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny trained run and its exported bundle for the whole session, plus helpers."""
+"""Shared fixtures: a tiny hand-built bundle (``tiny``, no training: the fast tier), one small trained run and
+its exported bundle (``trained``: tests that use it are marked slow), plus helpers."""
 from __future__ import annotations
 
 import atexit
@@ -16,6 +17,7 @@ import pytest
 
 if TYPE_CHECKING:  # torch is imported lazily so that OMP_NUM_THREADS below applies to it
     import torch
+    from tiny_bundle import Tiny
 
     from edgeadapt.adapters import GatedAdapterModel
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:  # torch is imported lazily so that OMP_NUM_THREADS below appl
 # thread when the cores are busy. Set before torch is imported (test modules import it after this file);
 # subprocesses inherit it. Override by exporting OMP_NUM_THREADS.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# calibrated device copies go to a throw-away folder, never the user's ~/.config/edgeadapt
+# scored device copies go to a throw-away folder, never the user's ~/.config/edgeadapt
 os.environ["EDGEADAPT_HOME"] = tempfile.mkdtemp(prefix="edgeadapt-test-home-")
 atexit.register(shutil.rmtree, os.environ["EDGEADAPT_HOME"], ignore_errors=True)  # one per test session, not left in /tmp
 ORT_THREADS = 1
@@ -56,6 +58,21 @@ def _build(root: Path) -> Trained:
                  TrainOptions(epochs=2, batch_size=16, seed=0, calibration_samples=32), log=lambda m: None)
     export_run(run, bundle, log=lambda m: None)
     return Trained(data, run, bundle)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    """A gated bundle built with onnx.helper (3 gates, 8x8 images, 12 samples) and its samples as a labelled
+    image folder; tests must not modify it (see ``tiny_copy``)."""
+    from tiny_bundle import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def tiny_copy(tiny: Tiny, tmp_path: Path) -> Path:
+    """A private copy of the tiny bundle that a test may corrupt."""
+    return Path(shutil.copytree(tiny.bundle, tmp_path / "bundle"))
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +118,7 @@ def bundle_copy(trained: Trained, tmp_path: Path) -> Path:
 def median_thresholds(model: GatedAdapterModel, x: torch.Tensor) -> torch.Tensor:
     """Per-gate thresholds at the median gate logit, set gate by gate so every gate splits ``x`` in half."""
     import torch
-
-    from edgeadapt.adapters.model import OPEN_ALL
+    from edgeadapt.runtime.gates import OPEN_ALL
 
     blocks = model.gated_blocks()
     thr = torch.full((len(blocks),), OPEN_ALL)
@@ -127,6 +143,31 @@ def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 300,
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env=env)
+
+
+def run_cli_in_process(*args: str | Path) -> subprocess.CompletedProcess:
+    """``edgeadapt.cli.main`` in this process, output captured: for tables of error paths, where a fresh
+    interpreter would spend seconds importing torch per case. Anything but a clean exit of ``main`` (an uncaught
+    exception) propagates and fails the test; ``run_cli`` covers the console script itself."""
+    import contextlib
+    import io
+
+    from edgeadapt.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = [str(CLI), *map(str, args)]
+    code: int | str | None = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.argv = argv
+    status = code if isinstance(code, int) else 0 if code is None else 1
+    return subprocess.CompletedProcess([str(CLI), *map(str, args)], status,
+                                       out.getvalue(), err.getvalue())
 
 
 def flip_byte(path: Path, offset: int | None = None) -> None:

@@ -18,8 +18,6 @@ from edgeadapt.adapters.layer import AdapterBank, BottleneckAdapter
 from edgeadapt.errors import UserError
 from edgeadapt.train import TrainOptions, run_training
 
-pytestmark = pytest.mark.slow
-
 
 def _bank(experts: int = 4, top_k: int = 2) -> AdapterBank:
     torch.manual_seed(0)
@@ -50,6 +48,7 @@ def test_unpicked_experts_do_not_run_and_samples_are_independent() -> None:
     np.testing.assert_allclose(together.numpy(), alone.numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_has_an_if_per_expert_and_parity(tmp_path: Path) -> None:
     model = create_model(GatedAdapterConfig(num_classes=3, image_size=64, experts=3, top_k=1)).eval()
     torch.manual_seed(1)
@@ -69,6 +68,7 @@ def test_bank_options_are_checked() -> None:
         GatedAdapterConfig(experts=2, top_k=3)
 
 
+@pytest.mark.slow
 def test_train_export_run_with_a_bank(tmp_path: Path) -> None:
     x, y = vibration_windows(per_class=20)
     np.savez(tmp_path / "w.npz", X=x, y=y)
@@ -88,12 +88,12 @@ def test_text_refuses_banks(tmp_path: Path) -> None:
     from edgeadapt.data.synthetic_text import vocabulary
 
     model_dir = write_tiny_bert(tmp_path / "b", vocabulary(), hidden=32, layers=1, heads=4)
-    with pytest.raises(UserError, match="adapter banks .--experts. route on image-like inputs"):
+    with pytest.raises(UserError, match="adapter banks .experts above 1. route on image-like inputs"):
         create_model(GatedAdapterConfig(backbone="bert", backbone_dir=str(model_dir), experts=2))
 
 
 def test_cli_refuses_top_k_above_experts(tmp_path: Path) -> None:
     from conftest import run_cli
 
-    res = run_cli("train", "--data", tmp_path, "--out", tmp_path / "run", "--experts", "2", "--top-k", "3")
-    assert res.returncode == 1 and res.stderr.strip() == "error: top-k must be between 1 and the number of experts (2), not 3"
+    res = run_cli("train", "--data", tmp_path, "--out", tmp_path / "run", "--set", "experts=2", "--set", "top_k=3")
+    assert res.returncode == 1 and res.stderr.strip() == "error: top_k must be between 1 and experts (2), got 3"

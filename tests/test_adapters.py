@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import GATED_BLOCKS, median_thresholds
+from edgeadapt.runtime.gates import CLOSE_ALL, OPEN_ALL
 
 from edgeadapt.adapters import GatedAdapterConfig, GatedAdapterModel, GatedBlock
-from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
 from edgeadapt.backbones.efficientnet_lite import efficientnet_lite0
 
 SIZE = 64

@@ -6,25 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ORT_THREADS, Trained
+from conftest import ORT_THREADS
 from edgeadapt.runtime import Runtime
-from edgeadapt.runtime.bench import (
-    CLOSED_ALONE,
-    _per_gate_lines,
-    _single_closures,
-    format_table,
-    per_gate_figures,
-    percentiles,
-    run_bench,
-    write_result,
-)
+from edgeadapt.runtime.bench import CLOSED_ALONE, _single_closures, run_bench
+from edgeadapt.runtime.gates import CLOSE_ALL, OPEN_ALL
 from edgeadapt.runtime.preprocess import load_image
-from edgeadapt.runtime.session import ALL_CLOSED, ALL_OPEN
+from edgeadapt.runtime.report import _per_gate_lines, format_table, per_gate_figures, write_result
+from edgeadapt.runtime.timing import percentiles
 from PIL import Image
+from tiny_bundle import LABELS, PER_CLASS, Tiny
 
 from edgeadapt.errors import UserError
-
-pytestmark = pytest.mark.slow
 
 
 def test_percentiles_interpolate_linearly() -> None:
@@ -32,15 +24,15 @@ def test_percentiles_interpolate_linearly() -> None:
     assert percentiles([7.0]) == {"p50": 7.0, "p90": 7.0, "p99": 7.0, "mean": 7.0}
 
 
-def test_bench_on_a_labelled_folder(trained: Trained) -> None:
-    files = sorted(trained.data.rglob("*.png"))
-    result = run_bench(trained.bundle, data=trained.data, runs=len(files), warmup=0, threads=ORT_THREADS,
+def test_bench_on_a_labelled_folder(tiny: Tiny) -> None:
+    files = sorted(tiny.data.rglob("*.png"))
+    result = run_bench(tiny.bundle, data=tiny.data, runs=len(files), warmup=0, threads=ORT_THREADS,
                        measure_cold_start=False)
-    rt = Runtime(trained.bundle, threads=ORT_THREADS)
+    rt = Runtime(tiny.bundle, threads=ORT_THREADS)
     images = np.stack([load_image(f, rt.bundle.image_size) for f in files])
     logits, gates = rt.infer(rt.prepare(images))
     targets = np.asarray([rt.bundle.labels.index(f.parent.name) for f in files])
-    assert result["inputs"] == len(files) == 72
+    assert result["inputs"] == len(files) == len(LABELS) * PER_CLASS
     assert result["accuracy"] == pytest.approx(float((logits.argmax(1) == targets).mean()), abs=1e-12)
     assert list(result["gate_rates"]) == rt.bundle.gate_names
     np.testing.assert_allclose(list(result["gate_rates"].values()), gates.mean(0), atol=1e-12)
@@ -48,13 +40,13 @@ def test_bench_on_a_labelled_folder(trained: Trained) -> None:
     assert "cold_start_ms" not in result
 
 
-def test_bench_times_again_while_the_host_is_unsteady_and_counts_each_input_once(trained: Trained,
-                                                                                 monkeypatch) -> None:
+def test_bench_times_again_while_the_host_is_unsteady_and_counts_each_input_once(tiny: Tiny, monkeypatch) -> None:
     """Two rotations (the first unsteady): the second is kept, and accuracy and gate rates are those of one pass
     over the inputs, not of the two rotations added up."""
-    import edgeadapt.runtime.bench as bench
+    import edgeadapt.runtime.timing as timing
     from edgeadapt.runtime.host import host_summary
 
+    n_inputs = len(LABELS) * PER_CLASS  # one pass over the inputs
     spreads = iter([1.8, 1.1])
 
     class Probe:
@@ -67,36 +59,36 @@ def test_bench_times_again_while_the_host_is_unsteady_and_counts_each_input_once
         def summary(self) -> dict:
             return host_summary([1.0] * 5 + [self.spread] * 5)
 
-    monkeypatch.setattr(bench, "HostProbe", Probe)
+    monkeypatch.setattr(timing, "HostProbe", Probe)
     said: list[str] = []
-    once = run_bench(trained.bundle, data=trained.data, runs=72, warmup=0, threads=ORT_THREADS,
+    once = run_bench(tiny.bundle, data=tiny.data, runs=n_inputs, warmup=0, threads=ORT_THREADS,
                      measure_cold_start=False)
     spreads = iter([1.8, 1.1])
-    twice = run_bench(trained.bundle, data=trained.data, runs=72, warmup=0, threads=ORT_THREADS,
+    twice = run_bench(tiny.bundle, data=tiny.data, runs=n_inputs, warmup=0, threads=ORT_THREADS,
                       measure_cold_start=False, timings=3, log=said.append)
     assert twice["host"]["rotations"] == pytest.approx([1.8, 1.1]) and twice["host"]["steady"]
     assert len(said) == 1 and "timing again, rotation 2 of at most 3" in said[0]
     assert once["host"]["rotations"] == pytest.approx([1.8])  # timings 1 (the default): one rotation, unsteady
-    assert twice["runs"] == once["runs"] == 72 and twice["accuracy"] == once["accuracy"]
+    assert twice["runs"] == once["runs"] == n_inputs and twice["accuracy"] == once["accuracy"]
     assert twice["gate_rates"] == pytest.approx(once["gate_rates"], abs=1e-12)
 
 
-def test_bench_on_unlabelled_images_has_no_accuracy(trained: Trained, tmp_path: Path) -> None:
+def test_bench_on_unlabelled_images_has_no_accuracy(tiny: Tiny, tmp_path: Path) -> None:
     for i in range(3):
         Image.new("RGB", (50, 70), (i * 80, 40, 200)).save(tmp_path / f"{i}.jpg")
-    result = run_bench(trained.bundle, data=tmp_path, runs=4, warmup=1, threads=ORT_THREADS, measure_cold_start=False)
+    result = run_bench(tiny.bundle, data=tmp_path, runs=4, warmup=1, threads=ORT_THREADS, measure_cold_start=False)
     assert result["inputs"] == 3 and result["accuracy"] is None
     assert "accuracy" not in format_table(result)
 
 
-def test_bench_rejects_zero_runs(trained: Trained) -> None:
+def test_bench_rejects_zero_runs(tiny: Tiny) -> None:
     with pytest.raises(UserError, match="--runs must be at least 1"):
-        run_bench(trained.bundle, runs=0, measure_cold_start=False)
+        run_bench(tiny.bundle, runs=0, measure_cold_start=False)
 
 
-def test_progress_is_reported_once_per_run(trained: Trained) -> None:
+def test_progress_is_reported_once_per_run(tiny: Tiny) -> None:
     steps: list[int] = []
-    run_bench(trained.bundle, runs=5, warmup=0, threads=ORT_THREADS, measure_cold_start=False, progress=steps.append)
+    run_bench(tiny.bundle, runs=5, warmup=0, threads=ORT_THREADS, measure_cold_start=False, progress=steps.append)
     assert steps == [1] * 5
 
 
@@ -147,23 +139,23 @@ def test_per_gate_figures_of_nested_exits_have_no_shares() -> None:
     assert "early exits nest" in lines and "sum of single savings" not in lines
 
 
-def test_per_gate_closes_one_gate_at_a_time(trained: Trained) -> None:
-    rt = Runtime(trained.bundle, threads=ORT_THREADS)
+def test_per_gate_closes_one_gate_at_a_time(tiny: Tiny) -> None:
+    rt = Runtime(tiny.bundle, threads=ORT_THREADS)
     settings = _single_closures(rt, rt.bundle.gate_names)
     assert list(settings) == [CLOSED_ALONE + n for n in rt.bundle.gate_names]
     for g, (runtime, thr) in enumerate(settings.values()):
         assert runtime is rt
-        assert (thr == ALL_CLOSED).sum() == 1 and thr[g] == ALL_CLOSED and (np.delete(thr, g) == ALL_OPEN).all()
+        assert (thr == CLOSE_ALL).sum() == 1 and thr[g] == CLOSE_ALL and (np.delete(thr, g) == OPEN_ALL).all()
         # the gate closed alone is the only one reported closed
         _, gates = rt.infer(rt.prepare(rt.bundle.samples()[0][:4]), thr)
         assert not gates[:, g].any() and gates[:, np.arange(len(thr)) != g].all()
 
 
-def test_bench_per_gate_result(trained: Trained) -> None:
-    result = run_bench(trained.bundle, runs=6, warmup=1, threads=ORT_THREADS, measure_cold_start=False, per_gate=True)
+def test_bench_per_gate_result(tiny: Tiny) -> None:
+    result = run_bench(tiny.bundle, runs=6, warmup=1, threads=ORT_THREADS, measure_cold_start=False, per_gate=True)
     pg = result["per_gate"]
-    names = Runtime(trained.bundle, threads=ORT_THREADS).bundle.gate_names
-    manifest = json.loads((trained.bundle / "manifest.json").read_text())
+    names = Runtime(tiny.bundle, threads=ORT_THREADS).bundle.gate_names
+    manifest = json.loads((tiny.bundle / "manifest.json").read_text())
     costs = np.array([g["cost"] for g in manifest["gates"]], float)
     assert list(pg["gates"]) == names
     np.testing.assert_allclose([r["cost_share"] for r in pg["gates"].values()], costs / costs.sum(), rtol=1e-12)
@@ -172,4 +164,4 @@ def test_bench_per_gate_result(trained: Trained) -> None:
     closed = result["all_open_latency_ms"]["p50"] - result["all_closed_latency_ms"]["p50"]
     assert pg["all_closed_saved_ms"] == pytest.approx(closed)
     assert "gate closed alone" in format_table(result)
-    assert "per_gate" not in run_bench(trained.bundle, runs=2, warmup=0, threads=ORT_THREADS, measure_cold_start=False)
+    assert "per_gate" not in run_bench(tiny.bundle, runs=2, warmup=0, threads=ORT_THREADS, measure_cold_start=False)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from edgeadapt.runtime.bundle import Bundle, budget_column, thresholds_for_budget
+from edgeadapt.runtime.gates import CLOSE_ALL, OPEN_ALL
 
 from edgeadapt.adapters import GatedAdapterConfig
-from edgeadapt.train import calibrate, compute_fraction, compute_median, per_input_compute
+from edgeadapt.thresholds import calibrate_thresholds, compute_fraction, compute_median, per_input_compute
 
 # three samples, two gates costing 3 and 1: compute 1, 0.75 and 0 of the gated total
 GATES = np.array([[1, 1], [1, 0], [0, 0]], np.float64)
@@ -41,7 +42,7 @@ FEATS = torch.tensor([[s, s - 1.0] for s in [-5.0, -4.0, -3.0, 1.0, 2.0, 3.0, 3.
 def test_calibration_meets_the_budget_for_its_statistic_at_the_lowest_offset(statistic: str) -> None:
     model = _ThresholdGates(2)
     measure = {"median": compute_median, "mean": compute_fraction}[statistic]
-    offset = float(calibrate(model, FEATS, [1, 1], 0.5, statistic, iters=16)[0])
+    offset = float(calibrate_thresholds(model, FEATS, [1, 1], 0.5, statistic, iters=16)[0])
 
     def at(off: float) -> float:
         return measure((FEATS > off).float().numpy(), [1, 1])
@@ -54,18 +55,18 @@ def test_median_calibration_opens_more_than_the_mean_when_the_median_input_costs
     model = _ThresholdGates(2)
     # five easy inputs that never open the second gate (compute at most 0.5), four hard ones that open both
     skewed = torch.tensor([[s, -9.0] for s in (1.0, 2.0, 3.0, 4.0, 5.0)] + [[9.0, 9.0]] * 4)
-    by_median = float(calibrate(model, skewed, [1, 1], 0.5, "median", iters=16)[0])
-    by_mean = float(calibrate(model, skewed, [1, 1], 0.5, "mean", iters=16)[0])
+    by_median = float(calibrate_thresholds(model, skewed, [1, 1], 0.5, "median", iters=16)[0])
+    by_mean = float(calibrate_thresholds(model, skewed, [1, 1], 0.5, "mean", iters=16)[0])
     assert by_median < by_mean  # a lower threshold: more gates open, the median input still within budget
     assert compute_median((skewed > by_median).float().numpy(), [1, 1]) <= 0.5
     assert compute_fraction((skewed > by_median).float().numpy(), [1, 1]) > 0.5
 
 
 def _bundle(statistic: str | None) -> Bundle:
-    table = [{"threshold": -1e9, "compute_fraction": 1.0, "compute_median": 1.0, "heldout_accuracy": 0.9},
+    table = [{"threshold": OPEN_ALL, "compute_fraction": 1.0, "compute_median": 1.0, "heldout_accuracy": 0.9},
              {"threshold": 0.0, "compute_fraction": 0.45, "compute_median": 0.6, "heldout_accuracy": 0.85},
              {"threshold": 1.0, "compute_fraction": 0.3, "compute_median": 0.4, "heldout_accuracy": 0.8},
-             {"threshold": 1e9, "compute_fraction": 0.0, "compute_median": 0.0, "heldout_accuracy": 0.3}]
+             {"threshold": CLOSE_ALL, "compute_fraction": 0.0, "compute_median": 0.0, "heldout_accuracy": 0.3}]
     manifest = {"gates": [{"name": "block02"}, {"name": "block04"}], "budget_table": table}
     if statistic is not None:
         manifest["budget_statistic"] = statistic

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Trained, flip_byte, run_cli
+from conftest import Trained, flip_byte, run_cli, run_cli_in_process
 from PIL import Image
-
-pytestmark = pytest.mark.slow
+from tiny_bundle import Tiny
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -33,6 +32,7 @@ def _classes(root: Path, counts: dict[str, int]) -> Path:
 
 
 def test_train_missing_data_folder(tmp_path: Path) -> None:
+    """The console script itself: one line even counting whatever importing torch might print."""
     proc = run_cli("train", "--data", tmp_path / "nope", "--out", tmp_path / "run")
     assert_user_error(proc, str(tmp_path / "nope"), "does not exist")
     assert not (tmp_path / "run").exists()
@@ -40,50 +40,54 @@ def test_train_missing_data_folder(tmp_path: Path) -> None:
 
 def test_train_empty_data_folder(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    proc = run_cli("train", "--data", tmp_path / "data", "--out", tmp_path / "run")
+    proc = run_cli_in_process("train", "--data", tmp_path / "data", "--out", tmp_path / "run")
     assert_user_error(proc, "has no class sub-folders with images")
     assert not (tmp_path / "run").exists()
 
 
 def test_train_class_with_too_few_images(tmp_path: Path) -> None:
     data = _classes(tmp_path / "data", {"many": 6, "few": 2})
-    proc = run_cli("train", "--data", data, "--out", tmp_path / "run")
+    proc = run_cli_in_process("train", "--data", data, "--out", tmp_path / "run")
     assert_user_error(proc, "too few images in class few (2)", "at least 5")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU, so --accelerator cuda is valid here")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU, so accelerator=cuda is valid here")
 def test_train_on_cuda_without_a_gpu(tmp_path: Path) -> None:
     data = _classes(tmp_path / "data", {"a": 6, "b": 6})
-    proc = run_cli("train", "--data", data, "--out", tmp_path / "run", "--accelerator", "cuda")
-    assert_user_error(proc, "--accelerator cuda", "no CUDA GPU", "--accelerator cpu or auto")
+    proc = run_cli_in_process("train", "--data", data, "--out", tmp_path / "run", "--set", "accelerator=cuda")
+    assert_user_error(proc, "accelerator cuda", "no CUDA GPU", "--set accelerator=cpu or auto")
     assert not (tmp_path / "run").exists()
 
 
-def test_train_into_existing_folder_without_force(trained: Trained, tmp_path: Path) -> None:
+def test_train_into_existing_folder_without_force(tiny: Tiny, tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    proc = run_cli("train", "--data", trained.data, "--out", out)
+    proc = run_cli_in_process("train", "--data", tiny.data, "--out", out)
     assert_user_error(proc, str(out), "--force")
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--gate-scope", "exit", "--exits", "1"], "--exits: exits must be distinct blocks between 2 and 14 in order, got [1]"),
-    (["--gate-scope", "exit", "--exits", "7,4"], "got [7, 4]"),
-    (["--gate-scope", "exit", "--exits", "seven"], "--exits must be a comma-separated list, got 'seven'"),
-    (["--gate-scope", "exit", "--exits", ","], "--exits is empty; name the blocks after which an exit sits"),
-    (["--exits", "7"], "--exits places early exits; it needs --gate-scope exit"),
-    (["--exit-distill", "0.5"], "--exit-distill trains early exits; it needs --gate-scope exit"),
-    (["--exit-expand", "2"], "--exit-expand shapes early exits; it needs --gate-scope exit"),
-    (["--exit-joint"], "--exit-joint trains early exits; it needs --gate-scope exit"),
-    (["--exit-mix", "0.2"], "--exit-mix combines early exits; it needs --gate-scope exit"),
-    (["--couple-from", "8"], "--couple-from: block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
-    (["--couple-from", "9", "--mode", "static"], "coupled gates (--couple-from) need --mode sparse"),
+    (["--gate-scope", "exit", "--set", "exits=1"], "exits: exits must be distinct blocks between 2 and 14 in order, got [1]"),
+    (["--gate-scope", "exit", "--set", "exits=7,4"], "got [7, 4]"),
+    (["--gate-scope", "exit", "--set", "exits=seven"], "--set exits: expected an integer, got 'seven'"),
+    (["--set", "exits=7"], "exits places early exits; it needs gate_scope exit (and mode sparse)"),
+    (["--set", "exit_distill=0.5"], "exit_distill trains early exits; it needs gate_scope exit"),
+    (["--set", "exit_expand=2"], "exit_expand shapes early exits; it needs gate_scope exit"),
+    (["--set", "exit_joint=true"], "exit_joint trains early exits; it needs gate_scope exit"),
+    (["--set", "exit_mix=0.2"], "exit_mix combines early exits; it needs gate_scope exit"),
+    (["--gate-scope", "exit", "--mode", "dense", "--set", "exits=7"], "exits places early exits"),
+    (["--set", "couple_from=8"], "couple_from: block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
+    (["--set", "couple_from=9", "--mode", "static"], "coupled gates (couple_from) need mode sparse"),
+    (["--set", "label_smoothing=0.5"], "label_smoothing must be in [0, 0.5), got 0.5"),
+    (["--set", "epochs=ten"], "--set epochs: expected an integer, got 'ten'"),
+    (["--set", "exit_mixx=0.2"], "--set exit_mixx: unknown key; did you mean exit_mix?"),
+    (["--set", "epochs"], "--set 'epochs': write key=value"),
 ])
-def test_train_bad_exits_or_coupling_before_reading_data(args: list[str], message: str, tmp_path: Path) -> None:
-    """Checked before the data: the folder named here does not even exist."""
-    proc = run_cli("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "run", *args)
+def test_train_bad_spec_before_reading_data(args: list[str], message: str, tmp_path: Path) -> None:
+    """Checked before the data: the folder named here does not even exist (in process: a table of cases)."""
+    proc = run_cli_in_process("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "run", *args)
     assert_user_error(proc, message)
     assert not (tmp_path / "run").exists()
 
@@ -94,6 +98,7 @@ def test_export_missing_run_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "bundle").exists()
 
 
+@pytest.mark.slow
 def test_export_into_existing_folder_without_force(trained: Trained, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     out.mkdir()
@@ -103,16 +108,16 @@ def test_export_into_existing_folder_without_force(trained: Trained, tmp_path: P
     assert [p.name for p in out.iterdir()] == ["old.txt"]
 
 
-def test_run_missing_image(trained: Trained, tmp_path: Path) -> None:
-    proc = run_cli("run", trained.bundle, tmp_path / "missing.png")
+def test_run_missing_image(tiny: Tiny, tmp_path: Path) -> None:
+    proc = run_cli("run", tiny.bundle, tmp_path / "missing.png")
     assert_user_error(proc, str(tmp_path / "missing.png"), "no such file")
     assert proc.stdout == ""
 
 
-def test_run_unreadable_image(trained: Trained, tmp_path: Path) -> None:
+def test_run_unreadable_image(tiny: Tiny, tmp_path: Path) -> None:
     bad = tmp_path / "x.png"
     bad.write_bytes(b"\x89PNG but not really" * 20)
-    proc = run_cli("run", trained.bundle, bad)
+    proc = run_cli("run", tiny.bundle, bad)
     assert_user_error(proc, str(bad), "not a readable image")
 
 
@@ -122,33 +127,33 @@ def test_run_missing_bundle(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["run", "bench"])
-def test_tampered_model(command: str, bundle_copy: Path, tmp_path: Path) -> None:
-    flip_byte(bundle_copy / "model.onnx")
-    args = ["run", bundle_copy, tmp_path / "x.png"] if command == "run" else ["bench", bundle_copy, "--runs", "2"]
+def test_tampered_model(command: str, tiny_copy: Path, tmp_path: Path) -> None:
+    flip_byte(tiny_copy / "model.onnx")
+    args = ["run", tiny_copy, tmp_path / "x.png"] if command == "run" else ["bench", tiny_copy, "--runs", "2"]
     proc = run_cli(*args)
     assert_user_error(proc, "model.onnx", "sha256")
     assert proc.stdout == ""
 
 
-def test_bench_data_folder_without_images(trained: Trained, tmp_path: Path) -> None:
+def test_bench_data_folder_without_images(tiny: Tiny, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = run_cli("bench", trained.bundle, "--data", empty, "--runs", "2", "--no-cold-start")
+    proc = run_cli("bench", tiny.bundle, "--data", empty, "--runs", "2", "--no-cold-start")
     assert_user_error(proc, f"--data {empty} holds no images")
 
 
-def test_bench_data_not_a_folder(trained: Trained, tmp_path: Path) -> None:
-    proc = run_cli("bench", trained.bundle, "--data", tmp_path / "nope", "--runs", "2", "--no-cold-start")
+def test_bench_data_not_a_folder(tiny: Tiny, tmp_path: Path) -> None:
+    proc = run_cli("bench", tiny.bundle, "--data", tmp_path / "nope", "--runs", "2", "--no-cold-start")
     assert_user_error(proc, "is not a folder of images")
 
 
-def test_bench_json_file_not_replaced_without_force(trained: Trained, tmp_path: Path) -> None:
+def test_bench_json_file_not_replaced_without_force(tiny: Tiny, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     out.write_text("previous result")
-    proc = run_cli("bench", trained.bundle, "--runs", "2", "--warmup", "0", "--no-cold-start", "--json", out)
+    proc = run_cli("bench", tiny.bundle, "--runs", "2", "--warmup", "0", "--no-cold-start", "--json", out)
     assert_user_error(proc, str(out), "--force")
     assert out.read_text() == "previous result"
-    proc = run_cli("bench", trained.bundle, "--runs", "2", "--warmup", "0", "--no-cold-start", "--threads", "1",
+    proc = run_cli("bench", tiny.bundle, "--runs", "2", "--warmup", "0", "--no-cold-start", "--threads", "1",
                    "--json", out, "--force")
     assert proc.returncode == 0, proc.stderr
     assert "latency_ms" in out.read_text()

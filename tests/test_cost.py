@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from edgeadapt.adapters import GatedAdapterConfig, create_model
-from edgeadapt.cost import ACTIVATION_COST, WEIGHT_COST, count_macs, count_work
-from edgeadapt.train import GateCosts, measure_costs
+from edgeadapt.cost import ACTIVATION_COST, WEIGHT_COST, GateCosts, count_macs, count_work, measure_costs
 
 
 def test_conv_work_is_counted_per_output_element_and_per_tensor_touched() -> None:
@@ -36,7 +35,7 @@ def test_runs_without_traffic_keep_budgeting_in_macs() -> None:
 def test_lite0_costs_weigh_the_high_resolution_block_above_its_macs() -> None:
     """At 128 px block 2 runs at 32x32 with 24 channels: memory-bound, so its share of the budget is larger than
     its share of the MACs, and the weight-heavy 4x4 blocks 12-14 keep more than their MACs alone would give them
-    against blocks 9 and 10 (measured latency shares: 17.6 % and 11.5 %, docs/gating.md)."""
+    against blocks 9 and 10 (measured latency shares: 17.6 % and 11.5 %, docs/concepts/budget-and-threshold-calibration.md)."""
     costs = measure_costs(create_model(GatedAdapterConfig(image_size=128, num_classes=3)))
     cost = np.asarray(costs.for_scope("block"), float)
     macs = np.asarray(costs.block_macs, float)

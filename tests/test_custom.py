@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_process
 from edgeadapt.export.bundle import export_run
 from edgeadapt.export.onnx_graph import count_if_nodes
 from edgeadapt.runtime import Runtime
@@ -21,7 +21,6 @@ from edgeadapt.checkpoint import load_trained_model
 from edgeadapt.errors import UserError
 from edgeadapt.train import TrainOptions, run_training
 
-pytestmark = pytest.mark.slow
 TESTS = Path(__file__).parent
 BACKBONE = "module:sensor_backbone:build"
 
@@ -33,6 +32,7 @@ def _config(**kw) -> GatedAdapterConfig:
 
 @pytest.fixture(scope="module")
 def sensor(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Trains and exports the sensor model: every test using it is marked slow."""
     root = tmp_path_factory.mktemp("sensor")
     x, y = vibration_windows(per_class=20)
     np.savez(root / "windows.npz", X=x, y=y)
@@ -52,8 +52,8 @@ def test_named_blocks_are_wrapped_outermost_only() -> None:
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"blocks": "layers.*"}, "--blocks 'layers.*' matches no submodule; names look like: stem, stage1"),
-    ({"blocks": ""}, "a custom backbone needs --blocks PATTERN"),
+    ({"blocks": "layers.*"}, "blocks 'layers.*' matches no submodule; names look like: stem, stage1"),
+    ({"blocks": ""}, "a custom backbone needs blocks=PATTERN"),
     ({"backbone": "module:sensor_backbone:shape_changer"}, "gateable blocks must keep their input's shape: stage2.0"),
     ({"backbone": "module:no_such_module:build"}, "cannot load custom backbone"),
     ({"backbone": "module:sensor_backbone"}, "must read module:package.module:function"),
@@ -65,6 +65,7 @@ def test_contract_errors(kw: dict, message: str) -> None:
     assert message in str(err.value)
 
 
+@pytest.mark.slow
 def test_adapters_train(sensor: dict) -> None:
     m = sensor["metrics"]
     assert m["heldout_accuracy_all_open"] >= 0.75 and m["heldout_accuracy"] > 0.5  # three states, chance 1/3
@@ -72,6 +73,7 @@ def test_adapters_train(sensor: dict) -> None:
     assert set(m["gate_rates"]) == {"block00", "block01", "block02"}
 
 
+@pytest.mark.slow
 def test_export_has_one_if_per_block_and_parity(sensor: dict) -> None:
     manifest = sensor["manifest"]
     assert manifest["input"] == {"kind": "array", "name": "input", "shape": ["N", 3, 128], "dtype": "float32"}
@@ -79,6 +81,7 @@ def test_export_has_one_if_per_block_and_parity(sensor: dict) -> None:
     assert max(manifest["parity_max_abs_diff"].values()) <= 1e-4
 
 
+@pytest.mark.slow
 def test_runtime_matches_pytorch(sensor: dict) -> None:
     model, _ = load_trained_model(sensor["run"])
     x, _ = vibration_windows(per_class=3, seed=7)
@@ -92,6 +95,7 @@ def test_runtime_matches_pytorch(sensor: dict) -> None:
         rt.infer(x[:, :2])
 
 
+@pytest.mark.slow
 def test_run_and_bench_cli_on_npz(sensor: dict, tmp_path: Path) -> None:
     """The bundle runs without the user's module: the subprocess has no PYTHONPATH to it."""
     res = run_cli("run", sensor["bundle"], sensor["npz"], "--json")
@@ -114,13 +118,14 @@ def test_run_and_bench_cli_on_npz(sensor: dict, tmp_path: Path) -> None:
 ])
 def test_bad_npz_is_one_line(tmp_path: Path, arrays: dict, message: str) -> None:
     np.savez(tmp_path / "bad.npz", **arrays)
-    env = {"PYTHONPATH": str(TESTS)}
-    res = run_cli("train", "--data", tmp_path / "bad.npz", "--out", tmp_path / "run", "--backbone", BACKBONE,
-                  "--blocks", "stage?.*", env=env)
+    # in process (tests/ is on sys.path, so the backbone module imports): a table of cases, no torch import each
+    res = run_cli_in_process("train", "--data", tmp_path / "bad.npz", "--out", tmp_path / "run", "--backbone", BACKBONE,
+                             "--set", "blocks=stage?.*")
     assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_export_for_a_device_times_the_stored_rows(sensor: dict, tmp_path: Path) -> None:
     from test_bench_device import write_profile
 

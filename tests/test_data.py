@@ -121,3 +121,24 @@ def test_write_dataset_is_deterministic(tmp_path: Path) -> None:
         assert img.size == (32, 32) and img.mode == "RGB"
     ds = scan_image_folder(a, min_per_class=2)
     assert ds.labels == sorted(CLASSES) and len(ds.files) == 2 * len(CLASSES)
+
+
+def test_data_tickets_writes_a_labelled_csv_and_keeps_an_existing_one(tmp_path: Path) -> None:
+    import csv
+
+    from conftest import run_cli_in_process
+
+    out = tmp_path / "tickets.csv"
+    done = run_cli_in_process("data", "tickets", "--out", out, "--per-class", "5", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 15
+    assert sorted({r["label"] for r in rows}) == ["bearing", "electrical", "leak"]
+    assert all(len(r["text"].split()) >= 5 for r in rows)
+    before = out.read_bytes()
+    again = run_cli_in_process("data", "tickets", "--out", out, "--seed", "4")
+    assert again.returncode == 1
+    assert again.stderr.strip() == f"error: {out} already exists; pass --force to replace it"
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tickets.csv"]  # no temporary file left behind

@@ -81,7 +81,7 @@ def test_cli_list_json() -> None:
     assert {p["name"] for p in profiles} >= {*BUILTIN, "host"}
     for p in profiles:
         assert p["hardware"]["sources"] and all(isinstance(s, str) and s for s in p["hardware"]["sources"])
-        assert set(p) == {"name", "description", "hardware", "runtime", "budgets", "power", "path", "calibration"}
+        assert set(p) == {"name", "description", "hardware", "runtime", "budgets", "power", "path", "score"}
 
 
 def test_cli_list_table() -> None:

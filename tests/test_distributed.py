@@ -24,7 +24,7 @@ def test_two_processes_train_one_run(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([str(TORCHRUN), "--standalone", "--nproc-per-node", "2", str(CLI), "train",
                            "--data", str(data), "--out", str(tmp_path / "run"), "--backbone", "bert",
-                           "--backbone-dir", str(model_dir), "--max-length", "16", "--epochs", "3", "--json"],
+                           "--backbone-dir", str(model_dir), "--set", "max_length=16", "--epochs", "3", "--json"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "distributed: 2 processes (gloo)" in proc.stderr

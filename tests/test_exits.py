@@ -11,12 +11,12 @@ import torch
 from conftest import IMAGE_SIZE, Trained, run_cli
 from edgeadapt.export.bundle import export_run
 from edgeadapt.export.onnx_graph import count_if_nodes
+from edgeadapt.runtime.gates import CLOSE_ALL, OPEN_ALL
 
 from edgeadapt.adapters import GatedAdapterConfig, create_model
-from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
-from edgeadapt.train import TrainOptions, measure_costs, run_training
-
-pytestmark = pytest.mark.slow
+from edgeadapt.cost import measure_costs
+from edgeadapt.formats import migrate_run_config
+from edgeadapt.train import TrainOptions, run_training
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +175,8 @@ def test_uncertainty_is_the_log_odds_of_the_top_class() -> None:
 
 def test_runs_from_before_exit_rules_keep_their_learned_gate() -> None:
     old = GatedAdapterConfig(gate_scope="exit").to_dict()
-    del old["exit_rule"]
-    assert GatedAdapterConfig.from_dict(old).exit_rule == "learned"
+    del old["exit_rule"]  # a run config of format 1 (no format_version)
+    assert GatedAdapterConfig.from_dict(migrate_run_config({"config": old})["config"]).exit_rule == "learned"
     with pytest.raises(ValueError, match="exit rule must be one of confidence, learned"):
         GatedAdapterConfig(gate_scope="exit", exit_rule="entropy")
 
@@ -196,9 +196,9 @@ def test_exit_heads_widen_before_pooling_and_older_runs_keep_theirs() -> None:
     old = GatedAdapterConfig(gate_scope="exit").to_dict()
     assert old["exit_expand"] == 4
     del old["exit_expand"], old["exit_joint"], old["exit_mix"]
-    legacy = create_model(GatedAdapterConfig.from_dict(old), pretrained=False)
+    legacy = create_model(GatedAdapterConfig.from_dict(migrate_run_config({"config": old})["config"]), pretrained=False)
     assert legacy.config.exit_expand == 0 and legacy.config.exit_joint is True
-    assert legacy.config.exit_mix == 0.0  # before session 17 the final head alone answered
+    assert legacy.config.exit_mix == 0.0  # before commit 7227c23 the final head alone answered
     assert not any(".expand." in k for k in legacy.trainable_state())
     with pytest.raises(ValueError, match="exit expand must be 0 .none. or more, not -1"):
         GatedAdapterConfig(gate_scope="exit", exit_expand=-1)
@@ -224,6 +224,7 @@ def test_exit_costs_cover_what_each_exit_skips(model) -> None:
     assert sum(costs.exit_macs) < costs.total_macs
 
 
+@pytest.mark.slow
 def test_train_and_export_with_exits(trained: Trained, tmp_path: Path) -> None:
     config = GatedAdapterConfig(image_size=IMAGE_SIZE, gate_scope="exit", budget=0.5)
     metrics = run_training(trained.data, tmp_path / "run", config,
@@ -248,10 +249,11 @@ def test_train_and_export_with_exits(trained: Trained, tmp_path: Path) -> None:
     assert max(frozen["parity_max_abs_diff"].values()) <= 1e-4
 
 
+@pytest.mark.slow
 def test_train_exits_where_the_user_places_them(trained: Trained, tmp_path: Path) -> None:
-    """``--exits 7``: one exit after block 7, so one If, and a gate rate for it alone; ``--exit-mix`` is kept."""
-    res = run_cli("train", "--data", trained.data, "--out", tmp_path / "run", "--gate-scope", "exit", "--exits", "7",
-                  "--exit-mix", "0.25", "--epochs", "1", "--image-size", IMAGE_SIZE, "--json")
+    """``exits=7``: one exit after block 7, so one If, and a gate rate for it alone; ``exit_mix`` is kept."""
+    res = run_cli("train", "--data", trained.data, "--out", tmp_path / "run", "--gate-scope", "exit", "--set", "exits=7",
+                  "--set", "exit_mix=0.25", "--epochs", "1", "--image-size", IMAGE_SIZE, "--json")
     assert res.returncode == 0, res.stderr
     metrics = json.loads(res.stdout)
     assert list(metrics["gate_rates"]) == ["exit07"]
@@ -262,6 +264,7 @@ def test_train_exits_where_the_user_places_them(trained: Trained, tmp_path: Path
     assert count_if_nodes(onnx.load(str(tmp_path / "bundle" / "model.onnx")), nested=True) == 1
 
 
+@pytest.mark.slow
 def test_exits_no_input_took_are_frozen_out(model, tmp_path: Path) -> None:
     """An exit every input passed loses its head and its If; the rest computes exactly what it did."""
     import copy

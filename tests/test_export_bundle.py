@@ -15,8 +15,6 @@ from onnx import numpy_helper
 
 from edgeadapt.errors import UserError
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def proto(trained: Trained) -> onnx.ModelProto:
@@ -30,6 +28,7 @@ def manifest(trained: Trained) -> dict:
     return json.loads((trained.bundle / "manifest.json").read_text())
 
 
+@pytest.mark.slow
 def test_one_top_level_if_node_per_gate(proto: onnx.ModelProto) -> None:
     ifs = [n for n in proto.graph.node if n.op_type == "If"]
     assert len(ifs) == 9
@@ -37,6 +36,7 @@ def test_one_top_level_if_node_per_gate(proto: onnx.ModelProto) -> None:
         assert sorted(a.name for a in node.attribute) == ["else_branch", "then_branch"]
 
 
+@pytest.mark.slow
 def test_each_gate_costs_few_ops_outside_its_branches(proto: onnx.ModelProto) -> None:
     """A closed gate still pays for what sits in the main graph, so that part stays small.
 
@@ -54,6 +54,7 @@ def test_each_gate_costs_few_ops_outside_its_branches(proto: onnx.ModelProto) ->
         assert [n.op_type for n in closed.node] == ["Add"]
 
 
+@pytest.mark.slow
 def test_graph_inputs_outputs_and_threshold_default(proto: onnx.ModelProto, manifest: dict) -> None:
     assert [i.name for i in proto.graph.input] == ["input", "gate_thresholds"]
     assert [o.name for o in proto.graph.output] == ["logits", "gates"]
@@ -67,6 +68,7 @@ def test_graph_inputs_outputs_and_threshold_default(proto: onnx.ModelProto, mani
     np.testing.assert_array_equal(default, expected)
 
 
+@pytest.mark.slow
 def test_manifest_lists_gates_labels_and_input(manifest: dict, trained: Trained) -> None:
     assert manifest["format_version"] == 1
     assert [g["name"] for g in manifest["gates"]] == [f"block{i:02d}" for i in GATED_BLOCKS]
@@ -82,12 +84,14 @@ def test_manifest_lists_gates_labels_and_input(manifest: dict, trained: Trained)
     assert 0.0 < m["gap_p_value"] <= 1.0
 
 
+@pytest.mark.slow
 def test_manifest_hashes_match_files(manifest: dict, trained: Trained) -> None:
     assert set(manifest["files"]) == {"model.onnx", "model_dense.onnx", "samples.npz"}
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((trained.bundle / name).read_bytes()).hexdigest() == digest
 
 
+@pytest.mark.slow
 def test_samples_cover_every_class(manifest: dict, trained: Trained) -> None:
     with np.load(trained.bundle / "samples.npz") as data:
         images, targets = data["images"], data["targets"]
@@ -96,6 +100,7 @@ def test_samples_cover_every_class(manifest: dict, trained: Trained) -> None:
     assert set(targets.tolist()) == set(range(len(manifest["labels"])))
 
 
+@pytest.mark.slow
 def test_export_refuses_non_empty_folder_without_force(trained: Trained, tmp_path: Path) -> None:
     from edgeadapt.export.bundle import export_run
 
@@ -118,6 +123,7 @@ def test_export_of_missing_run_folder_is_a_user_error(tmp_path: Path) -> None:
     assert not (tmp_path / "bundle").exists()
 
 
+@pytest.mark.slow
 def test_bundle_folder_has_ordinary_permissions(trained: Trained) -> None:
     """The staged temporary folder is private; the renamed bundle must not stay so."""
     mask = os.umask(0)

@@ -11,8 +11,7 @@ import pytest
 from conftest import Trained, run_cli
 from edgeadapt.export.bundle import static_gates
 from edgeadapt.runtime import Runtime
-
-pytestmark = pytest.mark.slow
+from edgeadapt.runtime.gates import CLOSE_ALL, OPEN_ALL
 
 
 def test_static_gates_are_exactly_the_never_and_always_open_ones() -> None:
@@ -34,6 +33,7 @@ def frozen(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "bundle"
 
 
+@pytest.mark.slow
 def test_frozen_bundle_has_an_if_per_remaining_gate(frozen: Path) -> None:
     manifest = json.loads((frozen / "manifest.json").read_text())
     assert manifest["static_gates"] == {"block06": "always runs", "block12": "dropped"}
@@ -44,6 +44,7 @@ def test_frozen_bundle_has_an_if_per_remaining_gate(frozen: Path) -> None:
     assert max(manifest["parity_max_abs_diff"].values()) <= 1e-4
 
 
+@pytest.mark.slow
 def test_frozen_block_runs_always_or_never(frozen: Path, trained_model) -> None:
     """The frozen graph equals the unfrozen model with block06 forced open and block12 forced closed."""
     import torch
@@ -51,10 +52,10 @@ def test_frozen_block_runs_always_or_never(frozen: Path, trained_model) -> None:
     rt = Runtime(frozen, threads=1)
     images, _ = rt.bundle.samples()
     x = rt.prepare(images[:4])
-    open_rest = np.full(7, -1e9, np.float32)
+    open_rest = np.full(7, OPEN_ALL, np.float32)
     logits, gates = rt.infer(x, open_rest)
-    thr = torch.full((9,), -1e9)
-    thr[[2, 6]] = torch.tensor([-1e9, 1e9])  # gate order: 02 04 06 07 09 10 12 13 14 -> block06 open, block12 closed
+    thr = torch.full((9,), OPEN_ALL)
+    thr[[2, 6]] = torch.tensor([OPEN_ALL, CLOSE_ALL])  # gate order: 02 04 06 07 09 10 12 13 14 -> block06 open, block12 closed
     with torch.no_grad():
         ref, _ = trained_model(torch.from_numpy(x), thr)
     assert gates.shape == (4, 7) and gates.all()

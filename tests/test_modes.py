@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from edgeadapt.runtime.gates import OPEN_ALL
 
 from edgeadapt.adapters import GatedAdapterConfig, GatedAdapterModel
-from edgeadapt.train import choose_static_blocks, measure_costs
+from edgeadapt.cost import measure_costs
+from edgeadapt.thresholds import choose_static_blocks
 
 RESIDUAL = [2, 4, 6, 7, 9, 10, 12, 13, 14]
 
@@ -60,7 +62,7 @@ def test_dense_mode_equals_sparse_weights_with_every_gate_open() -> None:
     dense.head.load_state_dict(sparse.head.state_dict())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        ref = sparse(x, torch.full((9,), -1e9))[0]
+        ref = sparse(x, torch.full((9,), OPEN_ALL))[0]
         got = dense(x)[0]
     assert (ref - got).abs().max().item() <= 1e-5
 

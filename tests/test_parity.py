@@ -11,10 +11,9 @@ import pytest
 import torch
 from conftest import ORT_THREADS, Trained, median_thresholds
 from edgeadapt.export.parity import ParityError, check_parity
+from edgeadapt.runtime.gates import CLOSE_ALL, OPEN_ALL
 from edgeadapt.runtime.preprocess import normalize
 from onnx import numpy_helper
-
-from edgeadapt.adapters.model import CLOSE_ALL, OPEN_ALL
 
 pytestmark = pytest.mark.slow
 TOL = 1e-4

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgeadapt.adapters import GatedAdapterConfig, GatedAdapterModel, create_model, layer
-from edgeadapt.train import agreement_loss, difficulty_loss
+from edgeadapt.losses import agreement_loss, difficulty_loss
 
 SIZE = 64
 
@@ -108,7 +108,7 @@ def test_coupled_gates_sample_one_noise_draw_per_input(monkeypatch: pytest.Monke
 @pytest.mark.parametrize("kwargs, message", [
     ({"coupled_from": 8}, "block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
     ({"coupled_from": 14}, "block 14 is the last gated block"),
-    ({"coupled_from": 9, "mode": "dense"}, "coupled gates (--couple-from) need --mode sparse"),
+    ({"coupled_from": 9, "mode": "dense"}, "coupled gates (couple_from) need mode sparse"),
     ({"coupled_from": 9, "gate_scope": "exit"}, "with gate scope block or adapter"),
 ])
 def test_coupling_refuses_what_it_cannot_couple(kwargs: dict, message: str) -> None:

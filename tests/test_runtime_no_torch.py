@@ -1,4 +1,5 @@
-"""The device side (runtime, bench, ``run``/``bench`` commands) works where torch and onnx cannot be imported."""
+"""The device side (runtime, bench, ``run``/``bench`` commands) works where torch and onnx cannot be imported
+(on the tiny bundle: the runtime reads any bundle of the format alike)."""
 from __future__ import annotations
 
 import json
@@ -6,11 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import Trained
 from edgeadapt.runtime.bundle import load_bundle
 from PIL import Image
-
-pytestmark = pytest.mark.slow
+from tiny_bundle import GATES, Tiny
 
 CHILD = r"""
 import contextlib, io, json, sys
@@ -70,11 +69,11 @@ print(json.dumps(report))
 
 
 @pytest.fixture(scope="module")
-def report(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    images, _ = load_bundle(trained.bundle).samples()
+def report(tiny: Tiny, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    images, _ = load_bundle(tiny.bundle).samples()
     image = tmp_path_factory.mktemp("no_torch") / "sample.png"
     Image.fromarray(images[0]).save(image)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(trained.bundle), str(image)],
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(tiny.bundle), str(image)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -85,18 +84,18 @@ def test_torch_really_was_blocked(report: dict) -> None:
     assert report["loaded"] == []
 
 
-def test_runtime_predicts_without_torch(report: dict, trained: Trained) -> None:
-    labels = load_bundle(trained.bundle).labels
+def test_runtime_predicts_without_torch(report: dict, tiny: Tiny) -> None:
+    labels = load_bundle(tiny.bundle).labels
     assert len(report["predict"]) == 3
-    assert all(p["label"] in labels and 0 < p["score"] <= 1 and len(p["gates"]) == 9 for p in report["predict"])
+    assert all(p["label"] in labels and 0 < p["score"] <= 1 and len(p["gates"]) == len(GATES) for p in report["predict"])
 
 
 def test_bench_runs_without_torch(report: dict) -> None:
     assert report["bench"]["p50"] > 0
-    assert len(report["bench"]["gate_rates"]) == 9
+    assert len(report["bench"]["gate_rates"]) == len(GATES)
 
 
-def test_run_command_without_torch(report: dict, trained: Trained) -> None:
+def test_run_command_without_torch(report: dict, tiny: Tiny) -> None:
     run = report["run"]
     assert run["code"] == 0, run["stderr"]
     rows = [json.loads(line) for line in run["stdout"].splitlines()]

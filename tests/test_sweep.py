@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import IMAGE_SIZE, Trained, run_cli
+from conftest import IMAGE_SIZE, Trained, run_cli, run_cli_in_process
 from edgeadapt.export.onnx_graph import count_if_nodes
 from edgeadapt.runtime.metrics import mcnemar_p, pareto_front, wilson_interval
 from PIL import Image
+from tiny_bundle import Tiny
 
+from edgeadapt.choices import MODES
+from edgeadapt.spec import TrainSpec
 from edgeadapt.sweep import format_sweep
-
-pytestmark = pytest.mark.slow
 
 NAMES = ["linear-probe", "dense", "static@0.5", "sparse@0.5", "sparse-exit@0.5", "full"]
 GATES = {"sparse@0.5": 9, "sparse-exit@0.5": 3}  # nine residual blocks; three early exits on Lite0
@@ -37,9 +38,18 @@ def result(sweep: Path) -> dict:
     return json.loads((sweep / "sweep.json").read_text())
 
 
-def test_sweep_json_has_every_mode_and_its_figures(result: dict) -> None:
+@pytest.mark.slow
+def test_sweep_json_has_every_mode_and_its_figures(result: dict, sweep: Path) -> None:
     rows = result["entries"]
     assert [r["name"] for r in rows] == NAMES
+    assert result["format_version"] == 2 and result["grid"] == {"modes": list(MODES), "budgets": [0.5],
+                                                                 "gate_scopes": ["block", "exit"]}
+    assert result["spec"] == {k: v for k, v in TrainSpec(epochs=1, image_size=int(IMAGE_SIZE)).to_dict().items()
+                              if k not in ("mode", "budget", "gate_scope")}
+    for name in NAMES:  # every entry's run folder keeps the spec it trained: the sweep's at its grid point
+        spec = TrainSpec.from_toml(sweep / "runs" / name / "spec.toml")
+        assert (spec.mode, spec.epochs, spec.image_size) == (name.split("@")[0].replace("-exit", ""), 1, int(IMAGE_SIZE))
+        assert spec.gate_scope == ("exit" if name.startswith("sparse-exit") else "block")
     for r in rows:
         assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_f1"] <= 1.0
         assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"]
@@ -62,6 +72,7 @@ def test_sweep_json_has_every_mode_and_its_figures(result: dict) -> None:
     assert host["spread"] == pytest.approx(host["reference_ms"]["p90"] / host["reference_ms"]["p10"])
 
 
+@pytest.mark.slow
 def test_sweep_summary_pairs_sparse_with_slower_static(result: dict) -> None:
     rows = {r["name"]: r for r in result["entries"]}
     for v in result["summary"]["sparse_vs_static"]:
@@ -127,11 +138,13 @@ def test_plot_draws_interval_bars(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["p.png"]
 
 
+@pytest.mark.slow
 def test_sweep_plot_is_a_png(sweep: Path) -> None:
     with Image.open(sweep / "sweep.png") as img:
         assert img.format == "PNG" and img.size[0] >= 600 and img.size[1] >= 400
 
 
+@pytest.mark.slow
 def test_baseline_bundles_have_no_if_and_only_logits(sweep: Path) -> None:
     for name in NAMES:
         proto = onnx.load(str(sweep / "bundles" / name / "model.onnx"))
@@ -179,6 +192,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_every_bundle_runs_in_the_torch_free_runtime(sweep: Path) -> None:
     paths = [str(sweep / "bundles" / n) for n in NAMES]
     proc = subprocess.run([sys.executable, "-c", CHILD, *paths], capture_output=True, text=True, timeout=300)
@@ -192,6 +206,7 @@ def test_every_bundle_runs_in_the_torch_free_runtime(sweep: Path) -> None:
         assert (report[path]["saving"] is not None) == gated  # a saving against all-open only where gates exist
 
 
+@pytest.mark.slow
 def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp_path: Path) -> None:
     a, b = sweep / "bundles" / "dense", sweep / "bundles" / "sparse@0.5"
     out, png = tmp_path / "cmp.json", tmp_path / "cmp.png"
@@ -219,23 +234,27 @@ def test_compare_two_bundles_on_a_data_folder(sweep: Path, trained: Trained, tmp
     (["--budgets", "0.5,half"], "error: --budgets must be a comma-separated list, got '0.5,half'"),
     (["--budgets", "1.5"], "error: --budgets must be fractions in (0, 1], got [1.5]"),
     (["--gate-scopes", "block,everywhere"], "error: unknown gate scope(s) everywhere; choose from block, adapter, exit"),
-    (["--exits", "7"], "error: --exits places early exits; it needs exit in --gate-scopes"),
-    (["--exit-distill", "1"], "error: --exit-distill trains early exits; it needs exit in --gate-scopes"),
-    (["--exit-expand", "2"], "error: --exit-expand shapes early exits; it needs exit in --gate-scopes"),
-    (["--exit-joint"], "error: --exit-joint trains early exits; it needs exit in --gate-scopes"),
-    (["--exit-mix", "0.2"], "error: --exit-mix combines early exits; it needs exit in --gate-scopes"),
-    (["--couple-from", "9", "--modes", "dense,static"], "error: --couple-from couples the gates of sparse block or "
+    (["--set", "exits=7"], "error: exits places early exits; it needs exit in --gate-scopes and sparse in --modes"),
+    (["--set", "exit_distill=1"], "error: exit_distill trains early exits; it needs exit in --gate-scopes and sparse in --modes"),
+    (["--set", "exit_expand=2"], "error: exit_expand shapes early exits; it needs exit in --gate-scopes and sparse in --modes"),
+    (["--set", "exit_joint=true"], "error: exit_joint trains early exits; it needs exit in --gate-scopes and sparse in --modes"),
+    (["--set", "exit_mix=0.2", "--gate-scopes", "exit", "--modes", "dense"],
+     "error: exit_mix combines early exits; it needs exit in --gate-scopes and sparse in --modes"),
+    (["--set", "couple_from=9", "--modes", "dense,static"], "error: couple_from couples the gates of sparse block or "
      "adapter entries; it needs sparse in --modes and block or adapter in --gate-scopes"),
-    (["--couple-from", "8"], "error: --couple-from: block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
+    (["--set", "couple_from=8"], "error: couple_from: block 8 has no gate; the gated blocks are 2, 4, 6, 7, 9, 10, 12, 13, 14"),
+    (["--set", "budget=0.3"], "error: --set budget: a sweep sets budget per entry; use --budgets"),
+    (["--set", "gate_scope=exit"], "error: --set gate_scope: a sweep sets gate_scope per entry; use --gate-scopes"),
     (["--data", "/nonexistent/parts"],
      "error: data folder /nonexistent/parts does not exist; pass a folder with one sub-folder per class"),
 ])
-def test_sweep_rejects_bad_options_in_one_line(trained: Trained, tmp_path: Path, args: list[str], message: str) -> None:
-    proc = run_cli("sweep", "--data", trained.data, "--out", tmp_path / "s", *args)
+def test_sweep_rejects_bad_options_in_one_line(tiny: Tiny, tmp_path: Path, args: list[str], message: str) -> None:
+    proc = run_cli_in_process("sweep", "--data", tiny.data, "--out", tmp_path / "s", *args)
     assert proc.returncode == 1 and proc.stderr.strip() == message
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_baseline_bundles_refuse_budget_and_device(sweep: Path, tmp_path: Path) -> None:
     proc = run_cli("bench", sweep / "bundles" / "dense", "--budget", "0.5", "--runs", "2")
     assert proc.returncode == 1 and "has no gates (mode dense); --budget applies only to sparse bundles" in proc.stderr
@@ -248,6 +267,7 @@ def test_baseline_bundles_refuse_budget_and_device(sweep: Path, tmp_path: Path) 
     assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_resume_keeps_finished_entries(sweep: Path, trained: Trained, tmp_path: Path) -> None:
     import shutil
 
@@ -265,6 +285,7 @@ def test_resume_keeps_finished_entries(sweep: Path, trained: Trained, tmp_path: 
     assert json.loads((copy / "runs" / "dense" / "metrics.json").read_text()) == before  # not retrained
 
 
+@pytest.mark.slow
 def test_resume_with_freeze_static_gates_exports_again_without_retraining(sweep: Path, trained: Trained,
                                                                            tmp_path: Path) -> None:
     import shutil
@@ -294,6 +315,7 @@ def test_resume_with_freeze_static_gates_exports_again_without_retraining(sweep:
         assert [g["name"] for g in manifest["gates"]] == [g for g in rates if g not in frozen]
 
 
+@pytest.mark.slow
 def test_confidence_exits_at_another_budget_share_the_trained_weights(sweep: Path, trained: Trained,
                                                                       tmp_path: Path) -> None:
     import shutil
@@ -323,6 +345,7 @@ def test_confidence_exits_at_another_budget_share_the_trained_weights(sweep: Pat
     assert metrics["heldout_accuracy"] == json.loads((fresh / "metrics.json").read_text())["heldout_accuracy"]
 
 
+@pytest.mark.slow
 def test_only_budget_free_training_shares_weights(sweep: Path, trained: Trained, tmp_path: Path) -> None:
     from edgeadapt.adapters import GatedAdapterConfig
     from edgeadapt.train import TrainOptions, run_training
@@ -335,38 +358,33 @@ def test_only_budget_free_training_shares_weights(sweep: Path, trained: Trained,
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--exits", "7"], "sparse-exit@0.5 in this sweep folder has exits after blocks 2,4,7; resume with --exits 2,4,7, "
-                       "or start a new sweep folder"),
-    (["--exit-distill", "1"], "sparse-exit@0.5 in this sweep folder was trained with --exit-distill 0; resume with "
-                              "--exit-distill 0, or start a new sweep folder"),
-    (["--exit-expand", "0"], "sparse-exit@0.5 in this sweep folder has exit heads built with --exit-expand 4; resume "
-                             "with --exit-expand 4, or start a new sweep folder"),
-    (["--exit-joint"], "sparse-exit@0.5 in this sweep folder was trained without --exit-joint; resume without it, "
-                       "or start a new sweep folder"),
-    (["--exit-mix", "0"], "sparse-exit@0.5 in this sweep folder answers with --exit-mix 0.4; resume with "
-                          "--exit-mix 0.4, or start a new sweep folder"),
-    (["--couple-from", "9"], "sparse@0.5 in this sweep folder was trained without --couple-from; resume without "
-                             "--couple-from, or start a new sweep folder"),
-])
-def test_resume_refuses_entries_trained_otherwise_before_training(sweep: Path, trained: Trained, tmp_path: Path,
-                                                                 args: list[str], message: str) -> None:
+@pytest.mark.slow
+def test_resume_refuses_another_spec_before_training(sweep: Path, trained: Trained, tmp_path: Path) -> None:
+    """The kept sweep's spec.toml against this one's: every difference named in one line, before any training."""
     import shutil
 
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy)
     shutil.rmtree(copy / "runs" / "dense")  # would be retrained first if the check came late
     proc = run_cli("sweep", "--data", trained.data, "--out", copy, "--budgets", "0.5", "--epochs", "1",
-                   "--gate-scopes", "block,exit", *args, "--image-size", IMAGE_SIZE, "--resume")
+                   "--gate-scopes", "block,exit", "--set", "exits=7", "--set", "exit_mix=0", "--set", "couple_from=9",
+                   "--image-size", IMAGE_SIZE, "--resume")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert message in proc.stderr
-    assert "training..." not in proc.stderr and not (copy / "runs" / "dense").exists()
+    assert proc.stderr.strip() == (f"error: --resume: the spec differs from the kept sweep's spec: exits: (empty) -> 7; "
+                                   f"exit_mix: 0.4 -> 0.0; couple_from: none -> 9; resume with --config "
+                                   f"{copy / 'spec.toml'}, or start a new sweep folder")
+    assert not (copy / "runs" / "dense").exists()
+    kept = TrainSpec.from_toml(copy / "spec.toml")  # the sweep's spec.toml trains any of its entries again
+    assert (kept.epochs, kept.image_size, kept.exit_mix) == (1, int(IMAGE_SIZE), 0.4)
+    saved = json.loads((copy / "runs" / "sparse-exit@0.5" / "config.json").read_text())
+    assert saved["format_version"] == 2 and saved["config"]["exit_mix"] == 0.4
 
 
+@pytest.mark.slow
 def test_sweep_couples_the_sparse_block_entries(trained: Trained, tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     proc = run_cli("sweep", "--data", trained.data, "--out", out, "--modes", "dense,sparse", "--budgets", "0.5",
-                   "--epochs", "1", "--image-size", IMAGE_SIZE, "--runs", "3", "--timings", "1", "--couple-from", "9",
+                   "--epochs", "1", "--image-size", IMAGE_SIZE, "--runs", "3", "--timings", "1", "--set", "couple_from=9",
                    "--json", timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["coupled_from"] == 9
@@ -375,6 +393,7 @@ def test_sweep_couples_the_sparse_block_entries(trained: Trained, tmp_path: Path
     assert coupled == {"dense": None, "sparse@0.5": 9}
 
 
+@pytest.mark.slow
 def test_compare_never_replaces_a_file_without_force(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine.json"
     out.write_text("the user's own file")

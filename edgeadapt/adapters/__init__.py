@@ -1,11 +1,11 @@
 """Gated adapters: config, the layer that wraps one block, and the model that does the surgery."""
 from .base import GatedModel
-from .config import GATE_SCOPES, MODES, GatedAdapterConfig, exit_fields
+from .config import GATE_SCOPES, MODES, GatedAdapterConfig
 from .layer import BottleneckAdapter, Gate, GatedBlock
 from .model import GatedAdapterModel
 
 __all__ = ["GATE_SCOPES", "MODES", "GatedAdapterConfig", "BottleneckAdapter", "Gate", "GatedBlock", "GatedAdapterModel",
-           "GatedModel", "check_buildable", "create_model", "exit_fields", "refuse_exit_options"]
+           "GatedModel", "check_buildable", "create_model"]
 
 
 def create_model(config: GatedAdapterConfig, pretrained: bool = True) -> GatedModel:
@@ -37,16 +37,3 @@ def check_buildable(config: GatedAdapterConfig, option: str) -> GatedAdapterConf
     except ValueError as exc:
         raise UserError(f"{option}: {exc}") from None
 
-
-EXIT_OPTIONS = {"--exits": "places", "--exit-distill": "trains", "--exit-expand": "shapes", "--exit-joint": "trains",
-                "--exit-mix": "combines"}
-
-
-def refuse_exit_options(given: dict[str, bool], needs: str) -> None:
-    """One line for the first early-exit option (``EXIT_OPTIONS``) given where no exit is trained; ``needs`` says
-    what would train one (``train``: the gate scope, ``sweep``: the scope list)."""
-    from ..errors import UserError
-
-    for option, was_given in given.items():
-        if was_given:
-            raise UserError(f"{option} {EXIT_OPTIONS[option]} early exits; it needs {needs}")

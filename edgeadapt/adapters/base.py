@@ -7,9 +7,6 @@ from torch import nn
 from .config import GatedAdapterConfig
 from .layer import GatedBlock, SharedNoise
 
-OPEN_ALL = -1e9   # a threshold below any logit: the gate is always open
-CLOSE_ALL = 1e9   # a threshold above any logit: the gate is always closed
-
 
 def gate_name(block: int) -> str:
     """The name a site's gate goes by in metrics, manifests and the CLI."""
@@ -74,7 +71,7 @@ class GatedModel(nn.Module):
 
     def margin_loss(self, bound: float) -> torch.Tensor:
         """Mean of how far the last training forward's gate margins lie beyond ``±bound``: a saturated sigmoid
-        passes no gradient, so without this a gate settles open or shut for every input (docs/gating.md)."""
+        passes no gradient, so without this a gate settles open or shut for every input (docs/concepts/gates-and-scopes.md)."""
         margins = [b.margin for b in self.gated_blocks() if b.margin is not None]
         if not margins:
             return torch.zeros(())

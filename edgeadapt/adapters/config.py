@@ -10,12 +10,7 @@ if TYPE_CHECKING:
 
 from ..choices import BUDGET_STATISTICS, EXIT_BACKBONES, EXIT_RULES, GATE_SCOPES, MODES
 
-__all__ = ["BUDGET_STATISTICS", "EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig", "exit_fields"]
-
-
-# how runs saved without these fields were built: before session 14 exit heads pooled the adapted features and
-# their loss reached the adapters; before session 17 the final head alone answered for inputs that passed every exit
-_LEGACY_FIELDS = {"exit_expand": 0, "exit_joint": True, "exit_mix": 0.0}
+__all__ = ["BUDGET_STATISTICS", "EXIT_RULES", "GATE_SCOPES", "MODES", "GatedAdapterConfig"]
 
 
 @dataclass
@@ -29,9 +24,9 @@ class GatedAdapterConfig:
     ``exit_rule='confidence'`` the gate is the exit's own uncertainty, so hard inputs go deeper.
 
     ``coupled_from``: the gates from this backbone block on train to decide together, so that each input takes
-    one shallow or one deep route through the later blocks (docs/gating.md, "Coupled gates").
+    one shallow or one deep route through the later blocks (docs/concepts/coupled-gates.md).
 
-    ``mode`` (see docs/baselines.md): ``sparse`` gates every adapter site; ``dense`` runs every block and
+    ``mode`` (see docs/concepts/gates-and-scopes.md): ``sparse`` gates every adapter site; ``dense`` runs every block and
     adapter always; ``static`` drops the blocks listed in ``static_closed`` for every input (their adapters
     stand in); ``linear-probe`` trains only the head; ``full`` fine-tunes the whole backbone, no adapters.
     """
@@ -50,12 +45,12 @@ class GatedAdapterConfig:
     backbone_dir: str = ""  # text backbones: the Hugging Face model directory the weights came from
     max_length: int = 64  # text backbones: tokens per input, padded or truncated
     exits: list[int] = field(default_factory=list)  # exit scope: backbone blocks after which an exit sits
-    exit_rule: str = "confidence"  # exit scope: see EXIT_RULES and docs/gating.md
+    exit_rule: str = "confidence"  # exit scope: see EXIT_RULES and docs/concepts/early-exits.md
     exit_expand: int = 4  # exit scope: each exit head widens its features this many times before pooling (0: none)
     exit_joint: bool = False  # exit scope: the exits' loss also trains the adapters before them (deep supervision);
     # off: each exit learns on detached features, so the path to the final head trains as dense's does
     exit_mix: float = 0.4  # exit scope: an input that passes every exit is answered by the final head's probabilities
-    # mixed with this share of the last exit's (0: the final head alone; docs/gating.md, "Mixing the last exit in")
+    # mixed with this share of the last exit's (0: the final head alone; docs/concepts/early-exits.md)
     experts: int = 1  # adapters per site; above 1 a router picks top_k of them per sample (AdapterBank)
     top_k: int = 1
     coupled_from: int | None = None  # the backbone block from which the gates train to decide together (None: each alone)
@@ -82,7 +77,7 @@ class GatedAdapterConfig:
         if not 0.0 <= self.exit_mix < 1.0:
             raise ValueError(f"exit mix must be at least 0 and below 1, not {self.exit_mix}")
         if self.coupled_from is not None and not (self.has_gates and self.gate_scope in ("block", "adapter")):
-            raise ValueError("coupled gates (--couple-from) need --mode sparse with gate scope block or adapter")
+            raise ValueError("coupled gates (couple_from) need mode sparse with gate scope block or adapter")
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget must be in (0, 1], not {self.budget}")
 
@@ -115,17 +110,10 @@ class GatedAdapterConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> GatedAdapterConfig:
+        """A config as the current run config format saves it (older files go through
+        ``formats.migrate_run_config`` first, which fills the fields they lack as those runs were built)."""
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown config field(s): {', '.join(sorted(unknown))}")
-        if data.get("gate_scope") == "exit" and "exit_rule" not in data:
-            data = {**data, "exit_rule": "learned"}  # runs from before exit rules existed trained a gate
-        data = {**{k: v for k, v in _LEGACY_FIELDS.items() if k not in data}, **data}
         return cls(**data)
-
-
-def exit_fields(expand: int | None, joint: bool, mix: float | None = None) -> dict:
-    """``--exit-expand``, ``--exit-joint`` and ``--exit-mix`` as config fields; one not given keeps the default."""
-    given = {"exit_expand": expand, "exit_mix": mix}
-    return {"exit_joint": joint, **{k: v for k, v in given.items() if v is not None}}

@@ -1,6 +1,6 @@
 """Surgery on any torch module: the user names its gateable blocks; each gets an adapter and a gate.
 
-The contract (docs/custom.md): a factory ``package.module:function`` returns the pretrained module, which
+The contract (docs/concepts/backbones.md): a factory ``package.module:function`` returns the pretrained module, which
 maps a float tensor ``[N, *input_shape]`` to features ``[N, D]``; every named block maps a tensor to a
 tensor of the same shape (a residual block, an encoder layer). The user's ``forward`` runs unchanged: each
 named block is replaced in its parent by a shim that runs the gated block and records the gate.
@@ -71,7 +71,7 @@ def find_blocks(module: nn.Module, pattern: str) -> list[str]:
     # a pattern such as "blocks.*" also matches children of blocks: keep the outermost matches only
     outer = [n for n in names if not any(n.startswith(p + ".") for p in names if p != n)]
     if not outer:
-        raise UserError(f"--blocks {pattern!r} matches no submodule; names look like: "
+        raise UserError(f"blocks {pattern!r} matches no submodule; names look like: "
                         f"{', '.join(n for n, _ in list(module.named_modules())[1:6])}")
     return outer
 
@@ -85,7 +85,7 @@ class GatedCustomModel(GatedModel):
         super().__init__()
         self.config = config
         if not config.blocks:
-            raise UserError("a custom backbone needs --blocks PATTERN naming its gateable blocks, e.g. 'layers.*'")
+            raise UserError("a custom backbone needs blocks=PATTERN (--set blocks=...) naming its gateable blocks, e.g. 'layers.*'")
         net = load_factory(config.backbone)()
         if not isinstance(net, nn.Module):
             raise UserError(f"custom backbone {config.backbone!r} returned {type(net).__name__}, not a torch module")

@@ -138,7 +138,7 @@ class ExitHead(nn.Module):
         self.adapter = BottleneckAdapter(channels, reduction)
         nn.init.normal_(self.adapter.up.weight, std=0.01)  # an exit must learn from the start
         # a 1x1 conv to ``expand`` x channels before pooling, as the backbone's own head conv does before its
-        # classifier: more inputs are sure enough to leave (docs/gating.md, "Wider exit heads")
+        # classifier: more inputs are sure enough to leave (docs/concepts/early-exits.md)
         self.expand = nn.Conv2d(channels, expand * channels, 1) if expand else None
         self.classifier = nn.Linear(expand * channels if expand else channels, num_classes)
         self.gate = Gate(channels) if rule == "learned" else None

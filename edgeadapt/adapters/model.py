@@ -9,11 +9,11 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..backbones.efficientnet_lite import fold_batchnorm
-from .base import CLOSE_ALL, OPEN_ALL, GatedModel, exit_name, gate_name
+from .base import GatedModel, exit_name, gate_name
 from .config import GatedAdapterConfig
 from .layer import BottleneckAdapter, ExitHead, Gate, GatedBlock, conditional, sample_gate
 
-__all__ = ["CLOSE_ALL", "OPEN_ALL", "GatedAdapterModel", "gate_name"]
+__all__ = ["GatedAdapterModel", "gate_name"]
 
 DISTILL_TEMPERATURE = 2.0  # softens the final head's predictions that the exits learn from (exit_loss)
 
@@ -104,7 +104,7 @@ class GatedAdapterModel(GatedModel):
 
     def prepare_training(self, feats: torch.Tensor) -> torch.Tensor:
         """BatchNorm folded into the frozen convs (not in ``full``, where they train) and channels-last tensors:
-        training steps about 35 % faster on CPUs (docs/gating.md, "Training speed")."""
+        training steps about 35 % faster on CPUs (docs/concepts/backbones.md)."""
         if self.config.mode != "full":
             fold_batchnorm(self.backbone)
         self.to(memory_format=torch.channels_last)
@@ -226,7 +226,7 @@ class GatedAdapterModel(GatedModel):
 
 def mix_heads(final: torch.Tensor, last_exit: torch.Tensor, weight: float) -> torch.Tensor:
     """Log of ``(1 - weight)`` x the final head's probabilities plus ``weight`` x the last exit's. Two classifiers
-    of different depth err on different inputs, so the mixture beats the final head alone (docs/gating.md)."""
+    of different depth err on different inputs, so the mixture beats the final head alone (docs/concepts/early-exits.md)."""
     if not weight:
         return final
     return torch.stack([F.log_softmax(final, 1) + math.log1p(-weight),

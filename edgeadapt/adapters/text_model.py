@@ -26,7 +26,7 @@ class GatedTextModel(GatedModel):
         super().__init__()
         self.config = config
         if config.experts > 1:
-            raise UserError("adapter banks (--experts) route on image-like inputs; text encoders take one adapter per layer")
+            raise UserError("adapter banks (experts above 1) route on image-like inputs; text encoders take one adapter per layer")
         encoder = create_text_backbone(config.backbone, config.backbone_dir, pretrained=pretrained)
         for p in encoder.parameters():
             p.requires_grad_(False)

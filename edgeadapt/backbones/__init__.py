@@ -66,4 +66,4 @@ def create_text_backbone(name: str, model_dir: str = "", pretrained: bool = True
 
 def _unknown(name: str) -> str:
     return (f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES) + sorted(TEXT_BACKBONES))}, "
-            "or module:package.module:function with --blocks")
+            "or module:package.module:function with --set blocks=PATTERN")

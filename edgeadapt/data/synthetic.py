@@ -101,5 +101,5 @@ def write_dataset(root: Path, per_class: int = 120, size: int = 160, seed: int =
         folder.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([seed, c])
         for i in range(per_class):
-            render(label, rng, size).save(folder / f"{i:04d}.png", optimize=False)
+            render(label, rng, size).save(folder / f"{i:04d}.png", optimize=False, compress_level=1)  # 10 % larger, 40 % faster to write
     return root

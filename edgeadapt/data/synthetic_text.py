@@ -7,6 +7,7 @@ easy but not trivially separable. For tests and examples, not a benchmark of lan
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
 
@@ -34,10 +35,12 @@ def write_text_dataset(path: str | Path, per_class: int = 40, seed: int = 0) -> 
     rng.shuffle(rows)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    tmp = path.with_name(f".{path.name}.tmp")  # written whole, then renamed: never half a CSV under the name
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["text", "label"])
         writer.writerows(rows)
+    os.replace(tmp, path)
     return path
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import ORT_THREADS, Trained
 from edgeadapt.runtime import Runtime
-from edgeadapt.runtime.session import ALL_OPEN
+from edgeadapt.runtime.gates import OPEN_ALL
 
 pytestmark = pytest.mark.slow
 
@@ -32,5 +32,5 @@ def test_gated_inference(benchmark, rt: Runtime, x: np.ndarray) -> None:
 
 @pytest.mark.benchmark(group="runtime-batch1")
 def test_all_open_inference(benchmark, rt: Runtime, x: np.ndarray) -> None:
-    logits, gates = benchmark(rt.infer, x, np.full_like(rt.thresholds, ALL_OPEN))
+    logits, gates = benchmark(rt.infer, x, np.full_like(rt.thresholds, OPEN_ALL))
     assert logits.shape == (1, len(rt.bundle.labels)) and gates.all()

@@ -1,4 +1,5 @@
-"""``edgeadapt devices calibrate``: time a fixed reference workload on the device, keep the score locally.
+"""Device scoring (``edgeadapt devices score``): time a fixed reference workload on the device, keep the score
+in a local copy of its profile.
 
 With scores for this host and for a target, a latency measured here can be scaled to an estimate for
 the target (always labelled as an estimate). No score is shipped: each comes from running this.
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .devices import Calibration, DeviceProfile, local_profiles_dir, to_toml
+from .devices import DeviceProfile, DeviceScore, local_profiles_dir, to_toml
 from .host import HostProbe
 
 REFERENCE = "mbconv-v1"
@@ -26,26 +27,26 @@ def measure_reference(profile: DeviceProfile, runs: int = 100, warmup: int = 10)
     return float(np.median(probe.ms[warmup:]))
 
 
-def calibrate(profile: DeviceProfile, runs: int = 100) -> tuple[DeviceProfile, Path]:
-    """Measure, then write the profile with its ``[calibration]`` table to the local profiles folder."""
-    score = measure_reference(profile, runs)
+def score_device(profile: DeviceProfile, runs: int = 100) -> tuple[DeviceProfile, Path]:
+    """Measure, then write the profile with its ``[score]`` table to the local profiles folder."""
+    ms = measure_reference(profile, runs)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    calibrated = replace(profile, calibration=Calibration(REFERENCE, round(score, 4), stamp, ort.__version__))
+    scored = replace(profile, score=DeviceScore(REFERENCE, round(ms, 4), stamp, ort.__version__))
     folder = local_profiles_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{profile.name}.toml"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_toml(calibrated))
+    tmp.write_text(to_toml(scored))
     tmp.replace(path)
-    return replace(calibrated, path=path), path
+    return replace(scored, path=path), path
 
 
 def estimate_on_target(host_ms: float, host: DeviceProfile | None, target: DeviceProfile) -> dict | None:
-    """Scale a host latency by the ratio of reference scores; None unless both are calibrated alike."""
-    if not (host and host.calibration and target.calibration):
+    """Scale a host latency by the ratio of reference scores; None unless both are scored alike."""
+    if not (host and host.score and target.score):
         return None
-    if host.calibration.reference != target.calibration.reference:
+    if host.score.reference != target.score.reference:
         return None
-    ratio = target.calibration.reference_ms / host.calibration.reference_ms
+    ratio = target.score.reference_ms / host.score.reference_ms
     return {"estimated_ms": host_ms * ratio, "ratio": ratio, "basis": f"reference workload {REFERENCE} scores",
             "label": "estimate"}
