@@ -170,6 +170,15 @@ def test_script_refuses_a_file_that_is_not_json(tmp_path: Path) -> None:
 
 
 def test_docs_benchmarks_page_is_what_the_renderer_makes_of_the_committed_results() -> None:
-    expected = rb.render(rb.load_results(ROOT / "docs" / "benchmarks"))
+    expected = rb.render(rb.load_results(ROOT / "docs" / "benchmarks"), rb.load_plots(ROOT / "docs" / "benchmarks"))
     assert (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8") == expected, (
         "docs/benchmarks.md is out of date: run python3 tools/render_benchmarks.py")
+
+
+def test_a_sweep_plot_beside_its_result_is_shown_under_its_table(tmp_path: Path) -> None:
+    results = _write(tmp_path / "results", demo=DEMO, sweep=SWEEP)
+    (results / "sweep.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    page = rb.render(rb.load_results(results), rb.load_plots(results))
+    section = _section(page, "sweep (sweep)")
+    assert section.rstrip().endswith("![sweep: accuracy against p50 latency](benchmarks/sweep.png)")
+    assert "benchmarks/demo.png" not in page  # no plot, no link

@@ -57,26 +57,28 @@ class RenderError(Exception):
     """A result file the renderer cannot use; one line naming the file."""
 
 
-def render(results: dict[str, dict]) -> str:
-    """The whole page for results keyed by file name (rendered in sorted order)."""
+def render(results: dict[str, dict], plots: frozenset[str] = frozenset()) -> str:
+    """The whole page for results keyed by file name (rendered in sorted order); a result whose sweep plot
+    was copied beside it (``NAME.png`` in ``plots``) shows it under its table."""
     parts = [HEADER]
     if not results:
         parts.append("No results are recorded yet.\n")
     for name in sorted(results):
         try:
-            parts.append(render_section(name, results[name]))
+            parts.append(render_section(name, results[name], plots))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RenderError(f"{name}: a field is missing or of the wrong type ({exc!r})") from None
     parts.append(HOW_TO)
     return "\n".join(parts)
 
 
-def render_section(name: str, result: dict) -> str:
-    """One result: its provenance, then its figures in the table its kind calls for."""
+def render_section(name: str, result: dict, plots: frozenset[str] = frozenset()) -> str:
+    """One result: its provenance, then its figures in the table its kind calls for, then its plot if any."""
     kind = result_kind(name, result)
     body = {"demo": _demo_table, "bench": _bench_table, "sweep": _sweep_table}[kind](result)
     title = Path(name).stem
-    return f"## {title} ({kind})\n\n{_provenance_lines(name, result)}\n\n{body}\n"
+    plot = f"\n![{title}: accuracy against p50 latency]({RESULTS.name}/{title}.png)\n" if f"{title}.png" in plots else ""
+    return f"## {title} ({kind})\n\n{_provenance_lines(name, result)}\n\n{body}\n{plot}"
 
 
 def result_kind(name: str, result: dict) -> str:
@@ -222,6 +224,11 @@ def _sweep_table(r: dict) -> str:
     return f"{setup}\n\n{_table(header, rows)}\n\n{claim}"
 
 
+def load_plots(folder: Path) -> frozenset[str]:
+    """The PNG files beside the results (a sweep's sweep.png, copied under the result's name)."""
+    return frozenset(p.name for p in folder.glob("*.png")) if folder.is_dir() else frozenset()
+
+
 def load_results(folder: Path) -> dict[str, dict]:
     """Every ``*.json`` in ``folder`` by file name; a file that is not JSON stops with one line."""
     results = {}
@@ -253,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the page is out of date")
     args = parser.parse_args(argv)
     try:
-        page = render(load_results(args.results))
+        page = render(load_results(args.results), load_plots(args.results))
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
