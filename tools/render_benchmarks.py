@@ -206,7 +206,10 @@ def _sweep_table(r: dict) -> str:
                      _num(e["latency_ms"]["p50"], ".2f"), _num(e["latency_ms"]["p90"], ".2f"),
                      _pct(e.get("saving_vs_dense"), 0), _num(e.get("compute_fraction"), ".2f"),
                      f"{e['trainable_parameters']:,}", train_s])
-    setup = (f"Data `{r.get('data')}`, backbone {r.get('backbone')}, {r.get('image_size')} px, {r.get('epochs')} epochs, "
+    spec = r.get("spec") or {}
+    size = f"{r.get('image_size')} px" if spec.get("backbone", "efficientnet_lite0") == "efficientnet_lite0" else (
+        f"{spec['max_length']} tokens" if "max_length" in spec and spec.get("blocks", "") == "" else "arrays")
+    setup = (f"Data `{r.get('data')}`, backbone {r.get('backbone')}, {size}, {r.get('epochs')} epochs, "
              f"seed {r.get('seed')}; {r.get('heldout_inputs')} held-out inputs, {r.get('runs')} timed runs per bundle; "
              f"host probe {_host(r.get('host'))}.")
     s = r["summary"]
